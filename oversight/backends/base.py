@@ -1,0 +1,56 @@
+"""The backend interface.
+
+A backend serves one model. `run` receives a batch of Calls (any mix of kinds) and returns one
+CallResult per Call, in order. A call that cannot be answered gets a CallResult with `error` set;
+it is never answered with made-up output. Synchronous backends implement the three batch methods
+and inherit `run`, which executes them in a worker thread so the engine's event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections import defaultdict
+
+from oversight.types import Call, CallResult
+
+
+class Backend(ABC):
+    #: identifies the model (weights + template) for the call cache; must change when outputs would
+    identity: str = ""
+
+    async def run(self, calls: list[Call]) -> list[CallResult]:
+        return await asyncio.to_thread(self.run_sync, calls)
+
+    def run_sync(self, calls: list[Call]) -> list[CallResult]:
+        by_kind: dict[str, list[int]] = defaultdict(list)
+        for i, call in enumerate(calls):
+            by_kind[call.kind].append(i)
+        results: list[CallResult | None] = [None] * len(calls)
+        methods = {"generate": self.generate, "next_token": self.next_token, "loglikelihood": self.loglikelihood}
+        for kind, idx in by_kind.items():
+            for i, result in zip(idx, methods[kind]([calls[i] for i in idx])):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    @abstractmethod
+    def generate(self, calls: list[Call]) -> list[CallResult]: ...
+
+    @abstractmethod
+    def next_token(self, calls: list[Call]) -> list[CallResult]: ...
+
+    @abstractmethod
+    def loglikelihood(self, calls: list[Call]) -> list[CallResult]: ...
+
+    def render(self, call: Call) -> str:
+        """The exact prompt text for a call. Backends with a chat template override this."""
+        return plain_prompt(call)
+
+    def close(self) -> None:
+        """Release resources (servers, GPU memory). Optional."""
+
+
+def plain_prompt(call: Call) -> str:
+    """A template-free rendering for models without a chat template (e.g. tiny test models)."""
+    lines = [f"{m['role']}: {m['content']}" for m in call.messages]
+    return "\n".join(lines) + "\nassistant:" + (" " + call.prefix if call.prefix else "")

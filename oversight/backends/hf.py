@@ -1,0 +1,213 @@
+"""Hugging Face transformers, in-process, CPU or GPU: the embedded default backend.
+
+- generate: prompts sorted by length and cut into batches (left padding), greedy or sampled with a
+  per-request seed (a logits processor samples each row from its own generator, so a request's
+  output does not depend on which batch it landed in);
+- next_token: one forward pass, log-softmax at the last prompt position, read off the candidates'
+  first tokens;
+- loglikelihood: prompt + continuation tokens in one sequence (right padding), summed log-probs of
+  the continuation tokens (as lm-evaluation-harness scores multiple choice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from functools import lru_cache
+from typing import Any
+
+from oversight.backends.base import Backend, plain_prompt
+from oversight.errors import ConfigError
+from oversight.models import WeightsSource, local_weights
+from oversight.types import Call, CallResult
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
+    """Load weights once per process; every backend and role using them shares this copy."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype, None)
+    if torch_dtype is None:
+        raise ConfigError(f"model.dtype={dtype!r} is not a torch dtype (float32, bfloat16, float16)")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+class HFBackend(Backend):
+    def __init__(self, model_cfg: dict[str, Any], backend_cfg: dict[str, Any]):
+        source = WeightsSource(
+            path=str(model_cfg.get("path") or ""),
+            gguf_file=model_cfg.get("gguf_file"),
+            package=model_cfg.get("package"),
+        )
+        if not source.path and not source.package:
+            raise ConfigError("model.path (or model.package + model.gguf_file) must be set for backend=hf")
+        self.path = local_weights(source)
+        self.device = str(backend_cfg.get("device") or "cpu")
+        dtype = str(model_cfg.get("dtype") or "float32")
+        self.model, self.tokenizer = load_model(self.path, dtype, self.device)
+        self.batch_size = int(backend_cfg.get("batch_size", 32))
+        self.max_batch_tokens = int(backend_cfg.get("max_batch_tokens", 16384))
+        if self.batch_size < 1:
+            raise ConfigError(f"backend.batch_size must be >= 1, got {self.batch_size}")
+        self.use_chat_template = bool(model_cfg.get("chat_template", True)) and bool(
+            getattr(self.tokenizer, "chat_template", None)
+        )
+        weights_id = model_cfg.get("name") or self.path
+        digest = hashlib.sha256(f"{self.path}|{dtype}|{self.use_chat_template}".encode()).hexdigest()[:12]
+        self.identity = f"hf:{weights_id}:{digest}"
+        self._lock = threading.Lock()  # one forward pass at a time per model
+
+    # ---- prompts ------------------------------------------------------------------------------
+
+    def render(self, call: Call) -> str:
+        if not self.use_chat_template:
+            return plain_prompt(call)
+        text = self.tokenizer.apply_chat_template(list(call.messages), tokenize=False, add_generation_prompt=True)
+        return text + call.prefix
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # ---- generation ---------------------------------------------------------------------------
+
+    def generate(self, calls: list[Call]) -> list[CallResult]:
+        import torch
+
+        prompts = [self._encode(self.render(c)) for c in calls]
+        order = sorted(range(len(calls)), key=lambda i: (calls[i].params.model_dump_json(), len(prompts[i])))
+        results: list[CallResult | None] = [None] * len(calls)
+        for batch in self._batches(order, prompts, lambda i: calls[i].params.max_new_tokens, same=lambda i: calls[i].params):
+            params = calls[batch[0]].params
+            width = max(len(prompts[i]) for i in batch)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=self.device)
+            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch], device=self.device)
+            kwargs: dict[str, Any] = dict(
+                max_new_tokens=params.max_new_tokens, do_sample=False, pad_token_id=pad,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+            if params.temperature > 0:
+                kwargs["logits_processor"] = [_SeededSampler([calls[i].params for i in batch], self.device)]
+            with self._lock, torch.inference_mode():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            for row, i in enumerate(batch):
+                new = out[row, width:].tolist()
+                if self.tokenizer.eos_token_id in new:
+                    new = new[: new.index(self.tokenizer.eos_token_id)]
+                new = [t for t in new if t != pad]
+                text = self.tokenizer.decode(new, skip_special_tokens=True)
+                for stop in calls[i].params.stop:
+                    if stop and stop in text:
+                        text = text[: text.index(stop)]
+                results[i] = CallResult(text=text, prompt_tokens=len(prompts[i]), output_tokens=len(new))
+        return results  # type: ignore[return-value]
+
+    def _batches(self, order, prompts, extra, same=None):
+        """Cut an ordered index list into batches bounded by batch_size and max_batch_tokens."""
+        batch: list[int] = []
+        for i in order:
+            candidate = batch + [i]
+            tokens = len(candidate) * max(len(prompts[j]) + extra(j) for j in candidate)
+            split = batch and (
+                len(candidate) > self.batch_size or tokens > self.max_batch_tokens or (same and same(i) != same(batch[0]))
+            )
+            if split:
+                yield batch
+                batch = [i]
+            else:
+                batch = candidate
+        if batch:
+            yield batch
+
+    # ---- scoring ------------------------------------------------------------------------------
+
+    def next_token(self, calls: list[Call]) -> list[CallResult]:
+        prompts = [self._encode(self.render(c)) for c in calls]
+        firsts = [[self._first_token(c) for c in call.candidates] for call in calls]
+        rows = [(p, len(p) - 1) for p in prompts]
+        positions = self._logprob_rows(rows, lambda lp, r: lp[len(prompts[r]) - 1])
+        return [
+            CallResult(logprobs=[float(positions[r][t]) for t in firsts[r]], prompt_tokens=len(prompts[r]))
+            for r in range(len(calls))
+        ]
+
+    def _first_token(self, text: str) -> int:
+        ids = self._encode(text)
+        if not ids:
+            raise ConfigError(f"candidate {text!r} encodes to no tokens")
+        return ids[0]
+
+    def loglikelihood(self, calls: list[Call]) -> list[CallResult]:
+        sequences: list[tuple[list[int], int]] = []  # (tokens, continuation start)
+        owners: list[int] = []
+        for r, call in enumerate(calls):
+            context = self._encode(self.render(call))
+            for cand in call.candidates:
+                cont = self._encode(cand)
+                if not cont:
+                    raise ConfigError(f"continuation {cand!r} encodes to no tokens")
+                sequences.append((context + cont, len(context)))
+                owners.append(r)
+
+        def score(logprobs, s):
+            tokens, start = sequences[s]
+            return float(sum(logprobs[p - 1, tokens[p]] for p in range(start, len(tokens))))
+
+        scores = self._logprob_rows(sequences, score)
+        results = [CallResult(logprobs=[], prompt_tokens=0) for _ in calls]
+        for s, r in enumerate(owners):
+            results[r].logprobs.append(scores[s])  # type: ignore[union-attr]
+            results[r].prompt_tokens += len(sequences[s][0])
+        return results
+
+    def _logprob_rows(self, rows: list[tuple[list[int], int]], reduce) -> list[Any]:
+        """Forward right-padded batches; apply `reduce(log_softmax[T, V], row_index)` per row."""
+        import torch
+
+        out: list[Any] = [None] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+        seqs = [r[0] for r in rows]
+        for batch in self._batches(order, seqs, lambda i: 0):
+            width = max(len(seqs[i]) for i in batch)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([seqs[i] + [pad] * (width - len(seqs[i])) for i in batch], device=self.device)
+            mask = torch.tensor([[1] * len(seqs[i]) + [0] * (width - len(seqs[i])) for i in batch], device=self.device)
+            with self._lock, torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+            for row, i in enumerate(batch):
+                out[i] = reduce(logprobs[row], i)
+        return out
+
+
+class _SeededSampler:
+    """Temperature/top-p sampling with one torch.Generator per row, seeded by the request's seed.
+
+    Returns logits that are -inf except at the sampled token, so greedy decoding picks it.
+    """
+
+    def __init__(self, params: list, device: str):
+        import torch
+
+        self.params = params
+        self.generators = [torch.Generator(device=device).manual_seed(p.seed) for p in params]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        out = torch.full_like(scores, float("-inf"))
+        for row, (p, gen) in enumerate(zip(self.params, self.generators)):
+            probs = torch.softmax(scores[row].float() / p.temperature, dim=-1)
+            if p.top_p < 1.0:
+                sorted_p, idx = torch.sort(probs, descending=True)
+                keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < p.top_p
+                probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
+            token = torch.multinomial(probs / probs.sum(), 1, generator=gen)
+            out[row, token] = 0.0
+        return out

@@ -1,0 +1,164 @@
+"""The data that flows through oversight: questions, model calls, transcripts, judgments, records.
+
+Everything that is saved or configured is a pydantic model, so a record read back from disk is
+validated the same way it was written.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+class Question(BaseModel):
+    """One datum: a question, its answer options and the ground truth."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    question: str
+    options: list[str]
+    correct: int = Field(description="index of the correct option (ground truth)")
+    context: str | None = Field(default=None, description="hidden passage, shown only to roles allowed to see it")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Question":
+        if len(self.options) < 2:
+            raise ValueError(f"question {self.id!r}: needs at least 2 options, got {len(self.options)}")
+        if not 0 <= self.correct < len(self.options):
+            raise ValueError(f"question {self.id!r}: correct={self.correct} is outside 0..{len(self.options) - 1}")
+        return self
+
+
+class SamplingParams(BaseModel):
+    """Everything about decoding that changes the answer (and so belongs in the cache key)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_new_tokens: int = Field(default=64, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+
+CallKind = Literal["generate", "next_token", "loglikelihood"]
+
+
+class Call(BaseModel):
+    """One model call, fully specified: the same Call on the same model gives the same result.
+
+    - generate: sample a continuation of the rendered prompt;
+    - next_token: log-probability of the first token of each candidate string as the next token;
+    - loglikelihood: summed log-probability of each candidate string as a continuation.
+    The prompt is `messages` rendered with the model's chat template, then `prefix` (the start of
+    the assistant's reply, e.g. "Answer:").
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: CallKind
+    messages: tuple[dict[str, str], ...]
+    prefix: str = ""
+    params: SamplingParams = SamplingParams()
+    candidates: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> "Call":
+        if self.kind != "generate" and not self.candidates:
+            raise ValueError(f"a {self.kind} call needs at least one candidate")
+        return self
+
+
+class CallResult(BaseModel):
+    """What a backend returned for one Call. A failed call has `error` set and no answer."""
+
+    text: str | None = None
+    logprobs: list[float] | None = None
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Quote(BaseModel):
+    text: str
+    verified: bool
+
+
+class Turn(BaseModel):
+    """One judge-visible contribution: an argument, a quote list, an answer to a question."""
+
+    speaker: str = Field(description="role of the speaker, e.g. debater, consultant")
+    side: int | None = Field(default=None, description="index of the option the speaker argues for")
+    round: int = 0
+    text: str
+    quotes: list[Quote] = Field(default_factory=list)
+    node: str | None = Field(default=None, description="id of the graph node that produced this turn")
+
+
+class Transcript(BaseModel):
+    """The judge-visible output of a protocol for one question (one episode)."""
+
+    protocol: str
+    turns: list[Turn] = Field(default_factory=list)
+    passage: str | None = Field(default=None, description="hidden context, set only if the judge may see it")
+    assigned_side: int | None = Field(default=None, description="consultancy: the side the consultant argued")
+    episode: str = "main"
+
+
+class OrderJudgment(BaseModel):
+    """The judge's view under one presentation order of the options."""
+
+    order: list[int]
+    p: list[float] = Field(description="probabilities in the ORIGINAL option order")
+    parse_failed: bool = False
+    raw: str | None = None
+
+
+class Judgment(BaseModel):
+    """A judge's verdict on one transcript."""
+
+    judge: str
+    source: Literal["model", "human", "mixed"] = "model"
+    episode: str = "main"
+    p: list[float] | None = Field(default=None, description="per-option probabilities, original order")
+    chosen: int | None = None
+    correct: float | None = Field(default=None, description="1 right, 0 wrong, 0.5 exact tie; None if pending/failed")
+    parse_failed: bool = False
+    position_flip: bool | None = Field(default=None, description="chosen option differs between orders")
+    orders: list[OrderJudgment] = Field(default_factory=list)
+    seconds: float = 0.0
+    judge_id: str | None = None
+    pending: bool = False
+
+    @field_validator("p")
+    @classmethod
+    def _probabilities(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(not 0.0 <= x <= 1.0 for x in value):
+            raise ValueError(f"probabilities must lie in [0, 1], got {value}")
+        return value
+
+
+class Record(BaseModel):
+    """One line of records.jsonl: everything about one question in one job."""
+
+    question_id: str
+    question: str
+    options: list[str]
+    correct_index: int
+    protocol: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    transcripts: list[Transcript] = Field(default_factory=list)
+    judgments: list[Judgment] = Field(default_factory=list)
+    correct: float | None = Field(default=None, description="mean correctness over this question's episodes")
+    error: str | None = None
+    graph: dict[str, Any] = Field(default_factory=dict, description="node-link data of the call graph")
