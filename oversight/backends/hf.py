@@ -128,14 +128,15 @@ class HFBackend(Backend):
     # ---- scoring ------------------------------------------------------------------------------
 
     def next_token(self, calls: list[Call]) -> list[CallResult]:
-        prompts = [self._encode(self.render(c)) for c in calls]
+        contexts = [self._encode(self.render(c)) for c in calls]
         firsts = [[self._first_token(c) for c in call.candidates] for call in calls]
-        rows = [(p, len(p) - 1) for p in prompts]
-        positions = self._logprob_rows(rows, lambda lp, r: lp[len(prompts[r]) - 1])
-        return [
-            CallResult(logprobs=[float(positions[r][t]) for t in firsts[r]], prompt_tokens=len(prompts[r]))
-            for r in range(len(calls))
-        ]
+        results: list[CallResult | None] = [None] * len(calls)
+        for batch, first_logprobs, _ in self._context_passes(contexts, [[] for _ in calls]):
+            for row, i in enumerate(batch):
+                results[i] = CallResult(
+                    logprobs=[float(first_logprobs[row, t]) for t in firsts[i]], prompt_tokens=len(contexts[i])
+                )
+        return results  # type: ignore[return-value]
 
     def _first_token(self, text: str) -> int:
         ids = self._encode(text)
@@ -144,46 +145,67 @@ class HFBackend(Backend):
         return ids[0]
 
     def loglikelihood(self, calls: list[Call]) -> list[CallResult]:
-        sequences: list[tuple[list[int], int]] = []  # (tokens, continuation start)
-        owners: list[int] = []
-        for r, call in enumerate(calls):
-            context = self._encode(self.render(call))
-            for cand in call.candidates:
-                cont = self._encode(cand)
-                if not cont:
-                    raise ConfigError(f"continuation {cand!r} encodes to no tokens")
-                sequences.append((context + cont, len(context)))
-                owners.append(r)
+        contexts = [self._encode(self.render(c)) for c in calls]
+        conts = [[self._encode(x) for x in c.candidates] for c in calls]
+        for call, cs in zip(calls, conts):
+            for text, ids in zip(call.candidates, cs):
+                if not ids:
+                    raise ConfigError(f"continuation {text!r} encodes to no tokens")
+        results: list[CallResult | None] = [None] * len(calls)
+        for batch, first_logprobs, rest in self._context_passes(contexts, conts):
+            for row, i in enumerate(batch):
+                scores = [
+                    float(first_logprobs[row, ids[0]]) + rest.get((i, k), 0.0) for k, ids in enumerate(conts[i])
+                ]
+                tokens = len(contexts[i]) + sum(len(ids) - 1 for ids in conts[i])
+                results[i] = CallResult(logprobs=scores, prompt_tokens=tokens)
+        return results  # type: ignore[return-value]
 
-        def score(logprobs, s):
-            tokens, start = sequences[s]
-            return float(sum(logprobs[p - 1, tokens[p]] for p in range(start, len(tokens))))
+    def _context_passes(self, contexts: list[list[int]], conts: list[list[list[int]]]):
+        """Score continuations sharing one context pass per call.
 
-        scores = self._logprob_rows(sequences, score)
-        results = [CallResult(logprobs=[], prompt_tokens=0) for _ in calls]
-        for s, r in enumerate(owners):
-            results[r].logprobs.append(scores[s])  # type: ignore[union-attr]
-            results[r].prompt_tokens += len(sequences[s][0])
-        return results
-
-    def _logprob_rows(self, rows: list[tuple[list[int], int]], reduce) -> list[Any]:
-        """Forward right-padded batches; apply `reduce(log_softmax[T, V], row_index)` per row."""
+        Each context runs once (left-padded, so every row ends at the last column); its last
+        position gives the first continuation token's distribution. Continuations longer than one
+        token then run on a copy of the context's KV cache, so a call with K options costs one
+        context plus K short tails instead of K full sequences.
+        Yields (batch indices, first-token log-probs [B, V], {(call, k): log-prob of tokens 2..n}).
+        """
         import torch
 
-        out: list[Any] = [None] * len(rows)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
-        seqs = [r[0] for r in rows]
-        for batch in self._batches(order, seqs, lambda i: 0):
-            width = max(len(seqs[i]) for i in batch)
-            pad = self.tokenizer.pad_token_id
-            ids = torch.tensor([seqs[i] + [pad] * (width - len(seqs[i])) for i in batch], device=self.device)
-            mask = torch.tensor([[1] * len(seqs[i]) + [0] * (width - len(seqs[i])) for i in batch], device=self.device)
+        pad = self.tokenizer.pad_token_id
+        base, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
+        tail = lambda i: sum(len(c) for c in conts[i])  # noqa: E731
+        for batch in self._batches(order, contexts, tail):
+            width = max(len(contexts[i]) for i in batch)
+            ids = torch.tensor([[pad] * (width - len(contexts[i])) + contexts[i] for i in batch], device=self.device)
+            mask = torch.tensor(
+                [[0] * (width - len(contexts[i])) + [1] * len(contexts[i]) for i in batch], device=self.device
+            )
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            rest: dict[tuple[int, int], float] = {}
             with self._lock, torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-                logprobs = torch.log_softmax(logits, dim=-1)
-            for row, i in enumerate(batch):
-                out[i] = reduce(logprobs[row], i)
-        return out
+                out = base(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+                first = torch.log_softmax(head(out.last_hidden_state[:, -1]).float(), dim=-1)
+                tails = [(row, i, k, c) for row, i in enumerate(batch) for k, c in enumerate(conts[i]) if len(c) > 1]
+                if tails:
+                    cache = out.past_key_values
+                    cache.reorder_cache(torch.tensor([row for row, *_ in tails], device=self.device))
+                    span = max(len(c) - 1 for *_, c in tails)
+                    t_ids = torch.tensor([c[:-1] + [pad] * (span - len(c) + 1) for *_, c in tails], device=self.device)
+                    t_mask = torch.tensor([[1] * (len(c) - 1) + [0] * (span - len(c) + 1) for *_, c in tails],
+                                          device=self.device)
+                    full_mask = torch.cat([mask[[row for row, *_ in tails]], t_mask], dim=-1)
+                    starts = torch.tensor([len(contexts[i]) for _, i, _, _ in tails], device=self.device)
+                    t_pos = starts[:, None] + torch.arange(span, device=self.device)[None, :]
+                    hidden = base(
+                        input_ids=t_ids, attention_mask=full_mask, position_ids=t_pos, past_key_values=cache,
+                        use_cache=True,
+                    ).last_hidden_state
+                    for j, (_, i, k, c) in enumerate(tails):
+                        lp = torch.log_softmax(head(hidden[j, : len(c) - 1]).float(), dim=-1)
+                        rest[(i, k)] = float(sum(lp[p, c[p + 1]] for p in range(len(c) - 1)))
+            yield batch, first, rest
 
 
 class _SeededSampler:
