@@ -16,6 +16,8 @@ from oversight.errors import ConfigError
 # name -> "module:factory"; factories take (model_cfg: dict, backend_cfg: dict) -> Backend
 BACKENDS: dict[str, str] = {
     "hf": "oversight.backends.hf:HFBackend",
+    "openai": "oversight.backends.openai:OpenAIBackend",
+    "vllm": "oversight.backends.vllm:VLLMBackend",
 }
 
 _loaded: dict[tuple[str, str], Backend] = {}

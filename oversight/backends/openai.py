@@ -1,0 +1,412 @@
+"""Any OpenAI-compatible server (`vllm serve`, `oversight-serve`, hosted APIs): async, with retries.
+
+How each call kind maps onto the wire (chosen so that a vLLM server gives exactly what the
+in-process backends give, token for token):
+
+- generate: POST {base_url}/chat/completions with the messages. A non-empty `prefix` (the start of
+  the assistant's reply) is sent as a final assistant message with vLLM's chat extensions
+  `continue_final_message: true, add_generation_prompt: false`, so the server renders
+  `template(messages, add_generation_prompt=True) + prefix` exactly as the hf backend does. A
+  server without those extensions (most hosted APIs) rejects the request, and the call fails
+  with the server's message; it is never silently sent without its prefix. (Chat templates that
+  trim message content, e.g. Llama 3's, drop trailing whitespace of the prefix.)
+- loglikelihood: the context (messages + prefix) is tokenized by the server's own chat template
+  through vLLM's `POST /tokenize` (messages form), each candidate through `/tokenize` (prompt form,
+  no special tokens); then one `POST {base_url}/completions` per call sends the token-id prompts
+  `context + candidate_k` for all k with `echo: true, logprobs: 1, max_tokens: 1`, and the
+  candidate's score is the sum of the echoed prompt log-probabilities over its tokens (as
+  lm-evaluation-harness scores multiple choice). Token ids, not text, go to /completions, so
+  tokenization at the context/candidate boundary is the same as in the hf backend.
+- next_token (`next_token_method: echo`, the default): the same request with each candidate's
+  first token as a one-token continuation: exact log-probabilities.
+- next_token (`next_token_method: top_logprobs`, for servers without /tokenize): a one-token chat
+  completion with `logprobs: true, top_logprobs: N` (N <= 20). A candidate matches the top entry
+  whose token text equals it, else the longest top entry that is a prefix of it and has a
+  non-space character. A candidate in none of the top N gets log(min(p_N, 1 - sum of top-N p)),
+  an upper bound on its true probability (it is less likely than every listed token and than
+  the unlisted mass); this approximation is why the method is part of the backend identity.
+
+Faults: HTTP 408/409/429/5xx, timeouts and connection errors are retried up to `max_retries`
+times with exponential backoff and jitter (honouring Retry-After, capped at `backoff_max_s`).
+Any other HTTP error fails the call at once. A call that still fails gets a CallResult with
+`error` set, never an answer.
+
+`extra_body` (a mapping) is merged into every chat completion request (e.g. `top_k`,
+`repetition_penalty`, `chat_template_kwargs`); its `chat_template` and `chat_template_kwargs`
+keys also go to /tokenize, so scoring renders prompts the way generation does.
+
+The API key is read from the environment variable named by `api_key_env` at request time; it is
+never stored on the backend, in its identity, in records or in error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import random
+import threading
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from oversight.backends.base import Backend
+from oversight.errors import ConfigError
+from oversight.types import Call, CallResult
+
+RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+NEXT_TOKEN_METHODS = ("echo", "top_logprobs")
+# extra_body keys that change how the chat template renders, so /tokenize must see them too
+TEMPLATE_KEYS = ("chat_template", "chat_template_kwargs")
+
+
+class OpenAIBackend(Backend):
+    def __init__(self, model_cfg: dict[str, Any], backend_cfg: dict[str, Any]):
+        self.base_url = str(backend_cfg.get("base_url") or "").rstrip("/")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"backend.base_url={self.base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1"
+            )
+        self.served_name = str(model_cfg.get("served_name") or model_cfg.get("name") or "")
+        if not self.served_name:
+            raise ConfigError("model.served_name (or model.name) must be set for backend=openai")
+        self.api_key_env = str(backend_cfg.get("api_key_env") or "OPENAI_API_KEY")
+        self.concurrency = _int(backend_cfg, "concurrency", 32, minimum=1)
+        self.max_retries = _int(backend_cfg, "max_retries", 6, minimum=0)
+        self.timeout_s = _float(backend_cfg, "timeout_s", 120.0)
+        self.backoff_base_s = _float(backend_cfg, "backoff_base_s", 0.5)
+        self.backoff_max_s = _float(backend_cfg, "backoff_max_s", 30.0)
+        self.top_logprobs = _int(backend_cfg, "top_logprobs", 20, minimum=1)
+        if self.top_logprobs > 20:
+            raise ConfigError(f"backend.top_logprobs={self.top_logprobs} is above the OpenAI API's limit of 20")
+        self.next_token_method = str(backend_cfg.get("next_token_method") or "echo")
+        if self.next_token_method not in NEXT_TOKEN_METHODS:
+            raise ConfigError(
+                f"backend.next_token_method={self.next_token_method!r} is unknown; valid: {list(NEXT_TOKEN_METHODS)}"
+            )
+        extra = backend_cfg.get("extra_body") or {}
+        if not hasattr(extra, "items"):
+            raise ConfigError(f"backend.extra_body must be a mapping, got {type(extra).__name__}")
+        self.extra_body: dict[str, Any] = {str(k): _plain(v) for k, v in extra.items()}
+        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        self.tokenize_url = str(backend_cfg.get("tokenize_url") or f"{root}/tokenize")
+        # Identity: what changes answers (server, model, request extras, approximate next_token),
+        # never concurrency, retries or the key.
+        identity = f"openai:{public_url(self.base_url)}:{self.served_name}"
+        if self.extra_body:
+            digest = hashlib.sha256(json.dumps(self.extra_body, sort_keys=True).encode()).hexdigest()[:12]
+            identity += f":extra={digest}"
+        if self.next_token_method != "echo":
+            identity += f":next_token={self.next_token_method}{self.top_logprobs}"
+        self.identity = identity
+        self._token_cache: OrderedDict[str, list[int]] = OrderedDict()
+        self._token_cache_lock = threading.Lock()
+
+    # ---- public entry -------------------------------------------------------------------------
+
+    async def run(self, calls: list[Call]) -> list[CallResult]:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        timeout = httpx.Timeout(self.timeout_s)
+        async with httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout) as client:
+            session = _Session(self, client, asyncio.Semaphore(self.concurrency))
+            return list(await asyncio.gather(*(session.answer(call) for call in calls)))
+
+    def run_sync(self, calls: list[Call]) -> list[CallResult]:
+        return _blocking(self.run(calls))
+
+    def generate(self, calls: list[Call]) -> list[CallResult]:
+        return self.run_sync(calls)
+
+    def next_token(self, calls: list[Call]) -> list[CallResult]:
+        return self.run_sync(calls)
+
+    def loglikelihood(self, calls: list[Call]) -> list[CallResult]:
+        return self.run_sync(calls)
+
+    # ---- helpers used by the session -----------------------------------------------------------
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter in [0.5, 1] of the step; Retry-After is a floor."""
+        step = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
+        delay = step * (0.5 + 0.5 * random.random())
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_max_s))
+        return delay
+
+    def cached_tokens(self, text: str) -> list[int] | None:
+        with self._token_cache_lock:
+            ids = self._token_cache.get(text)
+            if ids is not None:
+                self._token_cache.move_to_end(text)
+            return ids
+
+    def remember_tokens(self, text: str, ids: list[int]) -> None:
+        with self._token_cache_lock:
+            self._token_cache[text] = ids
+            while len(self._token_cache) > 20000:
+                self._token_cache.popitem(last=False)
+
+
+class RequestFailed(Exception):
+    """One HTTP request failed for good (non-retryable status, or retries exhausted)."""
+
+
+class _Session:
+    """One `run`: a client bound to the running event loop and a concurrency limit."""
+
+    def __init__(self, backend: OpenAIBackend, client: httpx.AsyncClient, limit: asyncio.Semaphore):
+        self.b = backend
+        self.client = client
+        self.limit = limit
+
+    async def answer(self, call: Call) -> CallResult:
+        try:
+            if call.kind == "generate":
+                return await self.generate(call)
+            if call.kind == "next_token":
+                if self.b.next_token_method == "top_logprobs":
+                    return await self.next_token_top_logprobs(call)
+                return await self.next_token_echo(call)
+            return await self.loglikelihood(call)
+        except RequestFailed as exc:
+            return CallResult(error=str(exc))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            return CallResult(error=f"unexpected response from {self.b.base_url}: {type(exc).__name__}: {exc}")
+
+    # ---- call kinds ---------------------------------------------------------------------------
+
+    async def generate(self, call: Call) -> CallResult:
+        p = call.params
+        body = self.chat_body(call)
+        body.update(max_tokens=p.max_new_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed)
+        if p.stop:
+            body["stop"] = list(p.stop)
+        data = await self.post(f"{self.b.base_url}/chat/completions", body)
+        choice = data["choices"][0]
+        text = choice["message"].get("content")
+        if text is None:
+            raise RequestFailed(f"chat completion from {self.b.base_url} has no message content: {choice!r:.300}")
+        usage = data.get("usage") or {}
+        return CallResult(
+            text=text, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+        )
+
+    async def next_token_echo(self, call: Call) -> CallResult:
+        context, candidates = await asyncio.gather(
+            self.context_tokens(call), asyncio.gather(*(self.text_tokens(c) for c in call.candidates))
+        )
+        for text, ids in zip(call.candidates, candidates):
+            if not ids:
+                raise RequestFailed(f"candidate {text!r} encodes to no tokens")
+        firsts = list(dict.fromkeys(ids[0] for ids in candidates))
+        scores = dict(zip(firsts, await self.score(context, [[t] for t in firsts])))
+        return CallResult(logprobs=[scores[ids[0]] for ids in candidates], prompt_tokens=len(context))
+
+    async def loglikelihood(self, call: Call) -> CallResult:
+        context, conts = await asyncio.gather(
+            self.context_tokens(call), asyncio.gather(*(self.text_tokens(c) for c in call.candidates))
+        )
+        for text, ids in zip(call.candidates, conts):
+            if not ids:
+                raise RequestFailed(f"continuation {text!r} encodes to no tokens")
+        scores = await self.score(context, conts)
+        return CallResult(logprobs=scores, prompt_tokens=len(context) + sum(len(c) for c in conts))
+
+    async def next_token_top_logprobs(self, call: Call) -> CallResult:
+        body = self.chat_body(call)
+        body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self.b.top_logprobs)
+        data = await self.post(f"{self.b.base_url}/chat/completions", body)
+        content = (data["choices"][0].get("logprobs") or {}).get("content") or []
+        if not content or not content[0].get("top_logprobs"):
+            raise RequestFailed(f"{self.b.base_url} returned no top_logprobs; does it support logprobs?")
+        top = [(str(e["token"]), float(e["logprob"])) for e in content[0]["top_logprobs"]]
+        usage = data.get("usage") or {}
+        return CallResult(
+            logprobs=[match_top_logprobs(c, top) for c in call.candidates],
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        )
+
+    # ---- requests -----------------------------------------------------------------------------
+
+    def chat_body(self, call: Call) -> dict[str, Any]:
+        body: dict[str, Any] = {**self.b.extra_body, "model": self.b.served_name, "messages": chat_messages(call)}
+        if call.prefix:
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        return body
+
+    async def context_tokens(self, call: Call) -> list[int]:
+        """The rendered prompt's token ids, by the server's own chat template."""
+        body: dict[str, Any] = {
+            key: self.b.extra_body[key] for key in TEMPLATE_KEYS if key in self.b.extra_body
+        }
+        body.update(model=self.b.served_name, messages=chat_messages(call), add_special_tokens=False)
+        if call.prefix:
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        else:
+            body.update(add_generation_prompt=True)
+        data = await self.post(self.b.tokenize_url, body, what="tokenize")
+        return [int(t) for t in data["tokens"]]
+
+    async def text_tokens(self, text: str) -> list[int]:
+        ids = self.b.cached_tokens(text)
+        if ids is None:
+            body = {"model": self.b.served_name, "prompt": text, "add_special_tokens": False}
+            data = await self.post(self.b.tokenize_url, body, what="tokenize")
+            ids = [int(t) for t in data["tokens"]]
+            self.b.remember_tokens(text, ids)
+        return list(ids)
+
+    async def score(self, context: list[int], conts: list[list[int]]) -> list[float]:
+        """Sum of log P(cont tokens | context) for each continuation, from echoed prompt logprobs."""
+        body = {
+            "model": self.b.served_name, "prompt": [context + c for c in conts],
+            "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0.0,
+        }
+        data = await self.post(f"{self.b.base_url}/completions", body)
+        choices = sorted(data["choices"], key=lambda c: int(c["index"]))
+        if len(choices) != len(conts):
+            raise RequestFailed(f"{self.b.base_url}/completions returned {len(choices)} choices for {len(conts)} prompts")
+        scores = []
+        for choice, cont in zip(choices, conts):
+            logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or []
+            span = logprobs[len(context) : len(context) + len(cont)]
+            if len(logprobs) < len(context) + len(cont) or any(x is None for x in span):
+                raise RequestFailed(
+                    f"{self.b.base_url}/completions echoed {len(logprobs)} token logprobs for a prompt of "
+                    f"{len(context) + len(cont)} tokens; the server must support echo with logprobs"
+                )
+            scores.append(float(sum(span)))
+        return scores
+
+    async def post(self, url: str, body: dict[str, Any], what: str = "") -> dict[str, Any]:
+        """POST with retries on transient faults; returns the decoded JSON body."""
+        last = ""
+        path = urlsplit(url).path
+        for attempt in range(self.b.max_retries + 1):
+            retry_after: float | None = None
+            try:
+                async with self.limit:
+                    response = await self.client.post(url, json=body)
+            except httpx.TransportError as exc:  # timeouts, refused/reset/dropped connections
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                if response.status_code == 200:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        last = f"HTTP 200 with a body that is not JSON: {response.text[:200]!r}"
+                elif response.status_code in RETRY_STATUS:
+                    last = f"HTTP {response.status_code}: {response.text[:300]}"
+                    retry_after = _retry_after(response)
+                elif what == "tokenize" and response.status_code in (404, 405):
+                    raise RequestFailed(
+                        f"{url} answered HTTP {response.status_code}: the server has no vLLM-style /tokenize "
+                        "endpoint, which loglikelihood and next_token_method=echo need; for next_token use "
+                        "backend.next_token_method=top_logprobs, or set backend.tokenize_url"
+                    )
+                else:
+                    raise RequestFailed(f"HTTP {response.status_code} from {path}: {response.text[:500]}")
+            if attempt < self.b.max_retries:
+                await asyncio.sleep(self.b.backoff(attempt, retry_after))
+        raise RequestFailed(f"{path} failed after {self.b.max_retries + 1} attempts; last error: {last}")
+
+
+def chat_messages(call: Call) -> list[dict[str, str]]:
+    """The call's messages, plus the prefix as an open final assistant message."""
+    messages = [dict(m) for m in call.messages]
+    if call.prefix:
+        messages.append({"role": "assistant", "content": call.prefix})
+    return messages
+
+
+def match_top_logprobs(candidate: str, top: list[tuple[str, float]]) -> float:
+    """The log-probability of a candidate's first token read off a top-N list (see module doc)."""
+    exact = [lp for token, lp in top if token == candidate]
+    if exact:
+        return max(exact)
+    prefixes = [(len(token), lp) for token, lp in top if token.strip() and candidate.startswith(token)]
+    if prefixes:
+        return max(prefixes)[1]
+    probs = [math.exp(lp) for _, lp in top]
+    bound = min(min(probs), max(0.0, 1.0 - sum(probs))) or min(probs)
+    return math.log(bound)
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials, query or fragment, safe to store in identities and records."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _blocking(coro):
+    """Run a coroutine to completion from sync code, also when called inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers to plain JSON-able values."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _int(cfg: dict[str, Any], key: str, default: int, minimum: int) -> int:
+    value = cfg.get(key, default)
+    try:
+        number = int(default if value is None else value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"backend.{key}={value!r} must be an integer") from None
+    if number < minimum:
+        raise ConfigError(f"backend.{key}={number} must be >= {minimum}")
+    return number
+
+
+def _float(cfg: dict[str, Any], key: str, default: float) -> float:
+    value = cfg.get(key, default)
+    try:
+        number = float(default if value is None else value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"backend.{key}={value!r} must be a number") from None
+    if not number > 0:
+        raise ConfigError(f"backend.{key}={number} must be > 0")
+    return number
