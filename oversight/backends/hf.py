@@ -202,9 +202,16 @@ class HFBackend(Backend):
                         input_ids=t_ids, attention_mask=full_mask, position_ids=t_pos, past_key_values=cache,
                         use_cache=True,
                     ).last_hidden_state
-                    for j, (_, i, k, c) in enumerate(tails):
-                        lp = torch.log_softmax(head(hidden[j, : len(c) - 1]).float(), dim=-1)
-                        rest[(i, k)] = float(sum(lp[p, c[p + 1]] for p in range(len(c) - 1)))
+                    # one LM-head matmul over every scored tail position, then log p(target)
+                    rows_idx = [j for j, (*_, c) in enumerate(tails) for _ in range(len(c) - 1)]
+                    cols_idx = [p for *_, c in tails for p in range(len(c) - 1)]
+                    targets = torch.tensor([c[p + 1] for *_, c in tails for p in range(len(c) - 1)], device=self.device)
+                    logits = head(hidden[rows_idx, cols_idx]).float()
+                    picked = logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+                    sums = torch.zeros(len(tails), device=self.device).index_add_(
+                        0, torch.tensor(rows_idx, device=self.device), picked)
+                    for j, (_, i, k, _) in enumerate(tails):
+                        rest[(i, k)] = float(sums[j])
             yield batch, first, rest
 
 

@@ -31,6 +31,7 @@ class Attribute:
     values: tuple[str, ...]
     statements: tuple[str, ...]  # ways the story states it; {name}, {value}
     question: str
+    cloze: str  # the start of a declarative answer, e.g. "Alice lives in"
 
 
 ATTRIBUTES = [
@@ -38,25 +39,25 @@ ATTRIBUTES = [
                         "Prague", "Seoul", "Nairobi", "Quito", "Athens"),
               ("{name} lives in {value}.", "{name} moved to {value} three years ago.",
                "These days {name} rents a small flat in {value}."),
-              "In which city does {name} live?"),
+              "In which city does {name} live?", "{name} lives in"),
     Attribute("job", ("baker", "nurse", "pilot", "lawyer", "farmer", "dentist", "plumber", "chemist", "teacher",
-                       "architect", "jeweller", "librarian"),
-              ("{name} works as {a} {value}.", "By trade, {name} is {a} {value}.", "{name} earns a living as {a} {value}."),
-              "What is {name}'s job?"),
-    Attribute("pet", ("parrot", "tortoise", "rabbit", "ferret", "goldfish", "hamster", "beagle", "pony", "iguana",
+                       "carpenter", "jeweller", "librarian"),
+              ("{name} works as a {value}.", "By trade, {name} is a {value}.", "{name} earns a living as a {value}."),
+              "What is {name}'s job?", "{name} works as a"),
+    Attribute("pet", ("parrot", "tortoise", "rabbit", "ferret", "goldfish", "hamster", "beagle", "pony", "lizard",
                        "canary"),
-              ("{name} keeps {a} {value} as a pet.", "{name} has a pet {value}.", "At home, {name} looks after {a} {value}."),
-              "What pet does {name} have?"),
+              ("{name} keeps a {value} as a pet.", "{name} has a pet {value}.", "At home, {name} looks after a {value}."),
+              "What pet does {name} have?", "{name} has a pet"),
     Attribute("instrument", ("violin", "cello", "trumpet", "banjo", "flute", "harp", "drums", "oboe", "accordion",
                               "piano"),
               ("{name} plays the {value}.", "On weekends {name} practises the {value}.",
                "{name} learned to play the {value} as a child."),
-              "Which instrument does {name} play?"),
+              "Which instrument does {name} play?", "{name} plays the"),
     Attribute("sport", ("tennis", "rugby", "cricket", "fencing", "rowing", "archery", "hockey", "judo", "curling",
                          "surfing"),
               ("{name} is keen on {value}.", "Every Sunday {name} goes to {value} practice.",
                "{name}'s favourite sport is {value}."),
-              "Which sport does {name} do?"),
+              "Which sport does {name} do?", "{name}'s favourite sport is"),
 ]
 
 FILLERS = [
@@ -121,11 +122,11 @@ def _one(rng, i, seed, n_people, per_person, fillers, distractor, split) -> Ques
         correct=correct,
         context=" ".join(sentences),
         metadata={
-            "family": "hidden_passage", "split": split, "attribute": attr.key, "subject": target,
+            "family": "hidden_passage", "split": split, "answer_prefix": attr.cloze.format(name=target), "attribute": attr.key, "subject": target,
             "distractor": distractor, "n_people": n_people, "difficulty": n_people * per_person + fillers,
         },
     )
 
 
 def _state(template: str, name: str, value: str) -> str:
-    return template.format(name=name, value=value, a="an" if value[0] in "aeiou" else "a")
+    return template.format(name=name, value=value)

@@ -1,0 +1,166 @@
+"""Compare the jobs of a sweep: comparison.csv, comparison.md, comparison.png and a rich table.
+
+Works from finished files alone (each job's summary.json and records.jsonl), so any sweep can be
+re-compared later: `oversight-compare runs/compare`. Paired differences are computed question by
+question against a baseline job (by default the judge alone without the passage, the floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from oversight.errors import OversightError
+from oversight.metrics import paired_difference, question_scores
+from oversight.records import SUMMARY, read_records, read_summary
+
+COLUMNS = ["job", "protocol", "judge", "n", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low",
+           "diff_ci_high", "brier", "ece", "position_bias_rate", "parse_failure_rate", "model_calls", "cache_hits",
+           "output_tokens", "wall_seconds"]
+
+
+def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console | None = None) -> list[dict]:
+    sweep_dir = Path(sweep_dir)
+    jobs = sorted(p.parent for p in sweep_dir.rglob(SUMMARY))
+    if not jobs:
+        raise OversightError(f"{sweep_dir}: no {SUMMARY} found in any job directory")
+    summaries = {job: read_summary(job) for job in jobs}
+    scores = {job: question_scores(read_records(job), summaries[job]["judge"]) for job in jobs}
+    base = _pick_baseline(summaries, baseline)
+    rows = []
+    for job in jobs:
+        s = summaries[job]
+        diff = paired_difference(scores[job], scores[base]) if base is not None else {}
+        rows.append({
+            "job": str(job.relative_to(sweep_dir)) or ".", "protocol": s["protocol"], "judge": s["judge"],
+            "n": s["n"], "accuracy": s["accuracy"], "ci_low": s["accuracy_ci"][0], "ci_high": s["accuracy_ci"][1],
+            "diff_vs_baseline": diff.get("diff"), "diff_ci_low": diff.get("ci_low"),
+            "diff_ci_high": diff.get("ci_high"), "brier": s["brier"], "ece": s["ece"],
+            "position_bias_rate": s["position_bias_rate"], "parse_failure_rate": s["parse_failure_rate"],
+            "model_calls": s["model_calls"], "cache_hits": s["cache_hits"], "output_tokens": s["output_tokens"],
+            "wall_seconds": s["wall_seconds"],
+        })
+    rows.sort(key=lambda r: (r["accuracy"] is None, r["accuracy"] or 0))
+    baseline_label = summaries[base]["protocol"] if base is not None else "none"
+    _write_csv(sweep_dir / "comparison.csv", rows)
+    _write_md(sweep_dir / "comparison.md", rows, baseline_label)
+    _plot(sweep_dir / "comparison.png", rows, baseline_label)
+    (console or Console()).print(table(rows, baseline_label))
+    return rows
+
+
+def _pick_baseline(summaries: dict[Path, dict], wanted: str | None) -> Path | None:
+    if wanted:
+        for job, s in summaries.items():
+            if s["protocol"] == wanted or job.name == wanted:
+                return job
+        raise OversightError(f"--baseline {wanted!r} matches no job; protocols: {sorted({s['protocol'] for s in summaries.values()})}")
+    for job, s in summaries.items():
+        if s["protocol"] == "direct":
+            return job
+    return None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(rows: list[dict], baseline: str) -> Table:
+    t = Table(title=f"Judge accuracy by protocol (95% CI; paired difference vs {baseline})")
+    for column in ["protocol", "judge", "n", "accuracy", "95% CI", f"Δ vs {baseline}", "Brier", "ECE",
+                   "pos. bias", "calls", "cache hits"]:
+        t.add_column(column, justify="right" if column not in ("protocol", "judge") else "left")
+    for r in rows:
+        t.add_row(r["protocol"], r["judge"], str(r["n"]), _fmt(r["accuracy"]),
+                  f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _diff(r), _fmt(r["brier"]), _fmt(r["ece"]),
+                  _fmt(r["position_bias_rate"]), str(r["model_calls"]), str(r["cache_hits"]))
+    return t
+
+
+def _diff(r: dict) -> str:
+    if r["diff_vs_baseline"] is None or (isinstance(r["diff_vs_baseline"], float) and math.isnan(r["diff_vs_baseline"])):
+        return "-"
+    return f"{r['diff_vs_baseline']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_md(path: Path, rows: list[dict], baseline: str) -> None:
+    lines = [f"| protocol | judge | n | accuracy | 95% CI | Δ vs {baseline} [95% CI] | Brier | ECE | position bias | calls | cache hits |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['protocol']} | {r['judge']} | {r['n']} | {_fmt(r['accuracy'])} | "
+                     f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {_diff(r)} | {_fmt(r['brier'])} | "
+                     f"{_fmt(r['ece'])} | {_fmt(r['position_bias_rate'])} | {r['model_calls']} | {r['cache_hits']} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _plot(path: Path, rows: list[dict], baseline: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows)), 3.6))
+    xs = range(len(rows))
+    acc = [r["accuracy"] if r["accuracy"] is not None else math.nan for r in rows]
+    err = [[a - (r["ci_low"] or a) for a, r in zip(acc, rows)], [(r["ci_high"] or a) - a for a, r in zip(acc, rows)]]
+    ax.bar(xs, acc, yerr=err, capsize=4, color="#6b9ac4")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_xticks(list(xs), [f"{r['protocol']}\n{r['judge']}" for r in rows], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("judge accuracy (95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+class SweepCallback:
+    """Hydra callback: compare all jobs when a multirun ends."""
+
+    def __init__(self, **_: Any):
+        pass
+
+    def on_multirun_end(self, config, **_: Any) -> None:
+        try:
+            compare(config.hydra.sweep.dir)
+        except OversightError as exc:
+            Console(stderr=True).print(f"[red]comparison skipped:[/red] {exc}")
+
+    def __getattr__(self, name: str):  # the other Hydra hooks: nothing to do
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="oversight-compare", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", help="a sweep directory under runs/ (or any directory of finished jobs)")
+    parser.add_argument("--baseline", help="protocol label (or job directory name) to pair differences against")
+    args = parser.parse_args(argv)
+    try:
+        compare(args.sweep_dir, args.baseline)
+    except (OversightError, FileNotFoundError) as exc:
+        print(f"oversight-compare: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

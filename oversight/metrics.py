@@ -1,0 +1,104 @@
+"""Judge metrics with uncertainty: accuracy with a 95% CI, Brier score, calibration, position bias,
+parse failures, and paired differences between protocols on the same questions.
+
+Unit of analysis is the question: a question's score is the mean correctness of its judged episodes
+(consultancy has two, one per assigned side), so paired comparisons line up question by question.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from scipy import stats
+
+from oversight.types import Judgment, Record
+
+
+def accuracy_ci(scores: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson interval when every score is 0 or 1; otherwise a t interval on the mean."""
+    n = len(scores)
+    if n == 0:
+        return (math.nan, math.nan)
+    if all(s in (0.0, 1.0) for s in scores):
+        ci = stats.binomtest(int(sum(scores)), n).proportion_ci(confidence_level=confidence, method="wilson")
+        return (float(ci.low), float(ci.high))
+    mean = sum(scores) / n
+    if n < 2:
+        return (mean, mean)
+    sem = stats.sem(scores)
+    if sem == 0:
+        return (mean, mean)
+    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
+    return (max(0.0, float(low)), min(1.0, float(high)))
+
+
+def brier(judgments: Iterable[tuple[Judgment, int]]) -> float:
+    """Mean over judgments of sum_i (p_i - y_i)^2 (0 is perfect, 0.5 is a coin flip on 2 options)."""
+    values = [sum((p - (i == correct)) ** 2 for i, p in enumerate(j.p)) for j, correct in judgments if j.p]
+    return sum(values) / len(values) if values else math.nan
+
+
+def expected_calibration_error(judgments: Iterable[tuple[Judgment, int]], bins: int = 10) -> float:
+    """Confidence = probability of the chosen option; |accuracy - confidence| weighted over bins."""
+    buckets: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for j, _ in judgments:
+        if not j.p or j.correct is None:
+            continue
+        confidence = max(j.p)
+        buckets[min(int(confidence * bins), bins - 1)].append((confidence, j.correct))
+    total = sum(len(b) for b in buckets.values())
+    if not total:
+        return math.nan
+    return sum(
+        len(b) / total * abs(sum(c for _, c in b) / len(b) - sum(p for p, _ in b) / len(b)) for b in buckets.values()
+    )
+
+
+def question_scores(records: Sequence[Record], judge: str | None = None) -> dict[str, float]:
+    """question_id -> mean correctness of its finished judgments by `judge` (all judges if None)."""
+    out: dict[str, float] = {}
+    for record in records:
+        done = [j.correct for j in record.judgments
+                if j.correct is not None and not j.pending and (judge is None or j.judge == judge)]
+        if done:
+            out[record.question_id] = sum(done) / len(done)
+    return out
+
+
+def summarise(records: Sequence[Record], judge: str | None = None) -> dict[str, float | int | list[float]]:
+    scores = question_scores(records, judge)
+    judged = [(j, r.correct_index) for r in records for j in r.judgments
+              if (judge is None or j.judge == judge) and not j.pending]
+    values = list(scores.values())
+    orders = [o for j, _ in judged for o in j.orders]
+    flips = [j.position_flip for j, _ in judged if j.position_flip is not None]
+    low, high = accuracy_ci(values)
+    return {
+        "n": len(values),
+        "n_failed": sum(1 for r in records if r.error),
+        "n_pending": sum(1 for r in records for j in r.judgments if j.pending and (judge is None or j.judge == judge)),
+        "accuracy": sum(values) / len(values) if values else math.nan,
+        "accuracy_ci": [low, high],
+        "brier": brier(judged),
+        "ece": expected_calibration_error(judged),
+        "position_bias_rate": sum(flips) / len(flips) if flips else math.nan,
+        "parse_failure_rate": sum(o.parse_failed for o in orders) / len(orders) if orders else 0.0,
+    }
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean of (a - b) over questions scored in both, with a t CI and a paired t-test p-value."""
+    shared = sorted(set(a) & set(b))
+    diffs = [a[q] - b[q] for q in shared]
+    n = len(diffs)
+    if n < 2:
+        return {"n": n, "diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
+    mean = sum(diffs) / n
+    sem = stats.sem(diffs)
+    if sem == 0:
+        return {"n": n, "diff": mean, "ci_low": mean, "ci_high": mean, "p_value": 1.0 if mean == 0 else 0.0}
+    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
+    p_value = float(stats.ttest_rel([a[q] for q in shared], [b[q] for q in shared]).pvalue)
+    return {"n": n, "diff": mean, "ci_low": float(low), "ci_high": float(high), "p_value": p_value}
