@@ -139,6 +139,8 @@ class Judgment(BaseModel):
     seconds: float = 0.0
     judge_id: str | None = None
     pending: bool = False
+    machine: Judgment | None = Field(
+        default=None, description="mixing judges: the weak model's own verdict, before any human")
 
     @field_validator("p")
     @classmethod
