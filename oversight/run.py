@@ -68,6 +68,9 @@ def run_job(cfg: dict[str, Any], out_dir: str | Path, on_progress=None) -> dict[
         return transcripts, list(judgments)
 
     outcomes = engine.run(questions, episode)
+    finalize = getattr(judge, "finalize", None)  # mixing judges decide over all items (e.g. a human budget)
+    if finalize is not None:
+        finalize([j for outcome in outcomes if outcome.value for j in outcome.value[1]])
     records = []
     for outcome in outcomes:
         q = outcome.question
