@@ -43,6 +43,8 @@ from oversight.records import RECORDS, SUMMARY, read_records, read_summary
 from oversight.transcripts import LETTERS, ordered_turns
 from oversight.types import Quote, Turn
 
+JUDGE_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
 # ---- the session: everything but the screen --------------------------------------------------------
 
 
@@ -56,8 +58,9 @@ class JudgingSession:
             below = sorted(p.parent for p in self.run_dir.rglob(RECORDS)) if self.run_dir.is_dir() else []
             hint = f"; job directories below it: {[str(p) for p in below[:10]]}" if below else ""
             raise OversightError(f"{self.run_dir}: not a finished job directory (needs {RECORDS} and {SUMMARY}){hint}")
-        if not judge_id or not judge_id.strip():
-            raise OversightError("--judge-id must name the judge (e.g. --judge-id alice)")
+        if not judge_id or not JUDGE_ID.fullmatch(judge_id.strip()):
+            raise OversightError(f"--judge-id={judge_id!r} must name the judge with letters, digits and . _ @ - "
+                                 "(e.g. --judge-id alice)")
         self.judge_id = judge_id.strip()
         summary = read_summary(self.run_dir)
         records = read_records(self.run_dir)

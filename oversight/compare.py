@@ -19,11 +19,12 @@ from rich.table import Table
 
 from oversight.errors import OversightError
 from oversight.metrics import paired_difference, question_scores
+from oversight.mixing import human_report, report_renderables
 from oversight.records import SUMMARY, read_records, read_summary
 
 COLUMNS = ["job", "protocol", "judge", "n", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low",
            "diff_ci_high", "brier", "ece", "position_bias_rate", "parse_failure_rate", "model_calls", "cache_hits",
-           "output_tokens", "wall_seconds"]
+           "output_tokens", "wall_seconds", "humans"]
 
 
 def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console | None = None) -> list[dict]:
@@ -34,9 +35,17 @@ def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console
     summaries = {job: read_summary(job) for job in jobs}
     scores = {job: question_scores(read_records(job), summaries[job]["judge"]) for job in jobs}
     base = _pick_baseline(summaries, baseline)
+    # human and mixed jobs: their records joined with RUN_DIR/human_judgments.sqlite
+    reports = {job: human_report(job, summaries[job]) for job in jobs}
     rows = []
     for job in jobs:
         s = summaries[job]
+        if reports[job] is not None:
+            for row, row_scores in zip(reports[job].rows, reports[job].scores):
+                diff = paired_difference(row_scores, scores[base]) if base is not None else {}
+                rows.append({"job": str(job.relative_to(sweep_dir)) or ".", **row, "diff_vs_baseline": diff.get("diff"),
+                             "diff_ci_low": diff.get("ci_low"), "diff_ci_high": diff.get("ci_high")})
+            continue
         diff = paired_difference(scores[job], scores[base]) if base is not None else {}
         rows.append({
             "job": str(job.relative_to(sweep_dir)) or ".", "protocol": s["protocol"], "judge": s["judge"],
@@ -52,7 +61,11 @@ def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console
     _write_csv(sweep_dir / "comparison.csv", rows)
     _write_md(sweep_dir / "comparison.md", rows, baseline_label)
     _plot(sweep_dir / "comparison.png", rows, baseline_label)
-    (console or Console()).print(table(rows, baseline_label))
+    console = console or Console()
+    console.print(table(rows, baseline_label))
+    for job, report in reports.items():
+        for renderable in report_renderables(str(job.relative_to(sweep_dir)) or ".", report) if report else ():
+            console.print(renderable)
     return rows
 
 
@@ -78,13 +91,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def table(rows: list[dict], baseline: str) -> Table:
     t = Table(title=f"Judge accuracy by protocol (95% CI; paired difference vs {baseline})")
-    for column in ["protocol", "judge", "n", "accuracy", "95% CI", f"Δ vs {baseline}", "Brier", "ECE",
+    for column in ["protocol", "judge", "n", "humans", "accuracy", "95% CI", f"Δ vs {baseline}", "Brier", "ECE",
                    "pos. bias", "calls", "cache hits"]:
         t.add_column(column, justify="right" if column not in ("protocol", "judge") else "left")
     for r in rows:
-        t.add_row(r["protocol"], r["judge"], str(r["n"]), _fmt(r["accuracy"]),
+        t.add_row(r["protocol"], r["judge"], str(r["n"]), _fmt(r.get("humans")), _fmt(r["accuracy"]),
                   f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _diff(r), _fmt(r["brier"]), _fmt(r["ece"]),
-                  _fmt(r["position_bias_rate"]), str(r["model_calls"]), str(r["cache_hits"]))
+                  _fmt(r["position_bias_rate"]), _fmt(r["model_calls"]), _fmt(r["cache_hits"]))
     return t
 
 

@@ -208,7 +208,8 @@ class HumanReport:
 
 def human_report(job_dir: str | Path, summary: dict[str, Any], write: bool = True) -> HumanReport | None:
     """Rows for the comparison table from a job's records joined with its human store: the model
-    alone, each person (`human:<id>`), everyone pooled (`human`), and the policy's mixed verdict
+    alone, each person (`human:<id>`, marked `(saw <model>)` under augmented and approval), everyone
+    pooled (`human`, when there are several people or none yet), and the policy's mixed verdict
     (`route:<id>`, `route`). None if no person takes part in the job. With `write`, the route curve
     (route_curve.csv/.png) and the agreement between people (human_agreement.json) are written to
     the job directory."""
@@ -234,22 +235,24 @@ def human_report(job_dir: str | Path, summary: dict[str, Any], write: bool = Tru
         report.rows.append(row)
         report.scores.append(scores)
 
+    model_name = next((i.machine.judge for i in items if i.machine is not None), "model")
     if policy.policy != "human":
-        model_name = next((i.machine.judge for i in items if i.machine is not None), "model")
         flips = [i.machine.position_flip for i in items if i.machine and i.machine.position_flip is not None]
         orders = [o for i in items if i.machine for o in i.machine.orders]
         add(model_name, {i.key: i.machine.p if i.machine else None for i in items}, 0, "model",
             {"position_bias_rate": sum(flips) / len(flips) if flips else math.nan,
              "parse_failure_rate": sum(o.parse_failed for o in orders) / len(orders) if orders else 0.0})
 
+    # people who saw the model's verdict are not unassisted judges: their rows say so
+    seen = f" (saw {model_name})" if policy.shows_model else ""
     groups: list[tuple[str, dict[ItemKey, list[HumanJudgment]]]] = [
-        (f"human:{person}", {key: [row] for key, row in decisions[person].items()}) for person in people]
-    if len(people) > 1:
+        (f"human:{person}{seen}", {key: [row] for key, row in decisions[person].items()}) for person in people]
+    if len(people) != 1:  # everyone pooled (with nobody yet: a placeholder row, and the model's verdicts)
         merged: dict[ItemKey, list[HumanJudgment]] = {}
         for person in people:
             for key, row in decisions[person].items():
                 merged.setdefault(key, []).append(row)
-        groups.append(("human", merged))
+        groups.append((f"human{seen}", merged))
     for label, rows in groups:
         human = {key: pooled(r) for key, r in rows.items()}
         judged = {key: p for key, p in human.items() if p is not None}
@@ -257,7 +260,7 @@ def human_report(job_dir: str | Path, summary: dict[str, Any], write: bool = Tru
         add(label, judged, len(judged), "human")
         report.rows[-1]["wall_seconds"] = round(seconds, 3)
         if policy.policy != "human":
-            suffix = label.partition(":")[2]
+            suffix = label.partition(":")[2].removesuffix(seen)
             mixed = {i.key: mixed_p(policy, i, human.get(i.key)) for i in items}
             used = sum(1 for i in items if human.get(i.key) is not None and (policy.policy != "route" or i.required))
             add(f"{policy.policy}:{suffix}" if suffix else policy.policy, mixed, used, "mixed")
@@ -331,6 +334,44 @@ def write_route_curve(job_dir: Path, report: HumanReport, items: Sequence[Item])
     plt.close(fig)
 
 
+def report_renderables(job: str, report: HumanReport) -> list[Any]:
+    """What oversight-compare prints under its table for a human or mixed job: agreement between
+    people, and for route the accuracy at budgets 0%, 10%, ..., 100%."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list[Any] = []
+    a = report.agreement
+    if a.get("measure"):
+        name = "Cohen's kappa" if a["measure"] == "cohen_kappa" else "Krippendorff's alpha (nominal)"
+        out.append(Text(f"{job}: agreement between {', '.join(a['judges'])}: {name} = {_num(a['value'])} "
+                        f"on {a['n_items']} items"))
+    if report.curve:
+        budgets = [b / 10 for b in range(11)]
+        labels = list(dict.fromkeys(p["judge"] for p in report.curve))
+        t = Table(title=f"{job}: route accuracy vs human budget (least confident first; {CURVE_CSV})")
+        t.add_column("budget", justify="right")
+        for label in labels:
+            t.add_column(label, justify="right")
+        columns = [curve_at(report.curve, label, budgets) for label in labels]
+        for row, budget in enumerate(budgets):
+            t.add_row(f"{budget:.0%}", *[_point(points[row]) for points in columns])
+        out.append(t)
+    return out
+
+
+def _point(point: dict[str, Any]):
+    from rich.text import Text
+
+    if point["accuracy"] is None:
+        return Text("not judged yet")
+    return Text(f"{point['accuracy']:.3f} [{point['ci_low']:.2f}, {point['ci_high']:.2f}]")
+
+
+def _num(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
 def curve_at(points: Sequence[dict[str, Any]], label: str, budgets: Sequence[float]) -> list[dict[str, Any]]:
     """The curve's points for `label` at the given budgets (k = floor(budget * N))."""
     mine = [p for p in points if p["judge"] == label]
@@ -353,7 +394,7 @@ def _scored_row(label: str, items: Sequence[Item], verdicts: dict[ItemKey, list[
     scores = _question_scores(items, verdicts)
     values = list(scores.values())
     low, high = accuracy_ci(values)
-    row = {"judge": label, "n": len(values), "accuracy": sum(values) / len(values) if values else math.nan,
+    row = {"judge": label, "n": len(values), "accuracy": sum(values) / len(values) if values else None,
            "ci_low": low, "ci_high": high, "brier": brier(judged), "ece": expected_calibration_error(judged),
            "position_bias_rate": math.nan, "parse_failure_rate": 0.0}
     return row, scores
