@@ -30,10 +30,11 @@ from pydantic import BaseModel
 from oversight.agreement import agreement
 from oversight.errors import ConfigError
 from oversight.humans import HumanJudgment, ItemKey, read_human_judgments
-from oversight.metrics import accuracy_ci, brier, expected_calibration_error
 from oversight.records import read_records
 from oversight.types import Judgment, Record, Transcript
 from oversight.verdicts import score
+
+# oversight.metrics (scipy) is imported where metrics are computed, so the judging UI starts fast
 
 POLICIES = ("human", "route", "ensemble", "augmented", "approval")
 MIXING_POLICIES = POLICIES[1:]
@@ -282,6 +283,8 @@ def route_curve(label: str, items: Sequence[Item], human: dict[ItemKey, list[flo
     """Accuracy against human budget. `items` are in confidence order; at k items the first k take
     the person's verdict (where they gave one) and the rest the model's. Points past the longest
     prefix the person has worked through are left empty (accuracy None)."""
+    from oversight.metrics import accuracy_ci
+
     reached = 0
     while reached < len(items) and items[reached].key in decided:
         reached += 1
@@ -383,6 +386,8 @@ def curve_at(points: Sequence[dict[str, Any]], label: str, budgets: Sequence[flo
 
 def _scored_row(label: str, items: Sequence[Item], verdicts: dict[ItemKey, list[float] | None],
                 source: str) -> tuple[dict[str, Any], dict[str, float]]:
+    from oversight.metrics import accuracy_ci, brier, expected_calibration_error
+
     judged = []
     for item in items:
         p = verdicts.get(item.key)
