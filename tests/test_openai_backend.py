@@ -116,7 +116,7 @@ def test_match_top_logprobs_rules():
 def _episode_factory(n_candidates: int = 3):
     async def episode(question: Question, ctx):
         said = await ctx.generate(
-            "debater", _msgs(question.question), params=SamplingParams(max_new_tokens=8, temperature=0.8, seed=7),
+            "debater", _msgs(question.question), params=SamplingParams(max_new_tokens=6, temperature=0.8, seed=int(question.id[1:])),
         )
         judge_msgs = _msgs(f"{question.question}\nDebater: {said.text}\nWhich option is right?")
         letters = await ctx.next_token("judge", judge_msgs, [" A", " B", " C"][:n_candidates], prefix="Answer:",
@@ -152,7 +152,12 @@ def test_fault_injection_through_engine(hf, server):
         elapsed = time.perf_counter() - started
         stats = dict(faulty.stats)
     assert [e.error for e in episodes] == [None] * len(questions)
-    assert [e.value for e in episodes] == [e.value for e in clean]
+    for got, want in zip(episodes, clean):
+        assert got.value[0] == want.value[0]  # generated text: identical
+        # scores: equal up to float rounding (batches are composed differently under faults)
+        assert got.value[1] == pytest.approx(want.value[1], abs=1e-4)
+        assert got.value[2] == pytest.approx(want.value[2], abs=1e-4)
+    assert len({e.value[0] for e in episodes}) > len(questions) // 2, "sampled texts should differ by question"
     for episode in episodes:
         calls = episode.graph.nodes("call")
         assert len(calls) == 3 and all(d["output"]["error"] is None for _, d in calls)

@@ -7,7 +7,9 @@ both options appear in the passage and only reading the right sentence tells the
 and consultants see the story; the judge does not (except in the `direct` + passage ceiling).
 
 Difficulty knobs: number of people, attributes told per person, filler sentences, distractor kind
-(`in_story`: another person's value; `out_of_story`: a value the story never mentions).
+(`in_story`: another person's value; `out_of_story`: a value the story never mentions), and
+`paraphrase` (state facts in varied wordings instead of the one that matches the answer's cloze
+stem: much harder for a small judge, who then cannot match "Alice lives in" to the story).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ NAMES = [
 class Attribute:
     key: str
     values: tuple[str, ...]
-    statements: tuple[str, ...]  # ways the story states it; {name}, {value}
+    statements: tuple[str, ...]  # ways the story states it; the first matches `cloze`
     question: str
     cloze: str  # the start of a declarative answer, e.g. "Alice lives in"
 
@@ -46,7 +48,7 @@ ATTRIBUTES = [
               "What is {name}'s job?", "{name} works as a"),
     Attribute("pet", ("parrot", "tortoise", "rabbit", "ferret", "goldfish", "hamster", "beagle", "pony", "lizard",
                        "canary"),
-              ("{name} keeps a {value} as a pet.", "{name} has a pet {value}.", "At home, {name} looks after a {value}."),
+              ("{name} has a pet {value}.", "{name} keeps a {value} as a pet.", "At home, {name} looks after a {value}."),
               "What pet does {name} have?", "{name} has a pet"),
     Attribute("instrument", ("violin", "cello", "trumpet", "banjo", "flute", "harp", "drums", "oboe", "accordion",
                               "piano"),
@@ -55,8 +57,8 @@ ATTRIBUTES = [
               "Which instrument does {name} play?", "{name} plays the"),
     Attribute("sport", ("tennis", "rugby", "cricket", "fencing", "rowing", "archery", "hockey", "judo", "curling",
                          "surfing"),
-              ("{name} is keen on {value}.", "Every Sunday {name} goes to {value} practice.",
-               "{name}'s favourite sport is {value}."),
+              ("{name}'s favourite sport is {value}.", "{name} is keen on {value}.",
+               "Every Sunday {name} goes to {value} practice."),
               "Which sport does {name} do?", "{name}'s favourite sport is"),
 ]
 
@@ -77,6 +79,7 @@ def generate(
     attributes_per_person: int = 2,
     fillers: int = 1,
     distractor: str = "in_story",
+    paraphrase: bool = False,
     split: str = "test",
 ) -> list[Question]:
     """Generate `n` questions; the same arguments always give the same questions."""
@@ -91,16 +94,18 @@ def generate(
     if distractor not in DISTRACTOR_KINDS:
         raise ConfigError(f"task.distractor={distractor!r} is unknown; valid: {list(DISTRACTOR_KINDS)}")
     rng = random.Random(f"hidden_passage:{seed}")
-    return [_one(rng, i, seed, n_people, attributes_per_person, fillers, distractor, split) for i in range(n)]
+    return [_one(rng, i, seed, n_people, attributes_per_person, fillers, distractor, paraphrase, split)
+            for i in range(n)]
 
 
-def _one(rng, i, seed, n_people, per_person, fillers, distractor, split) -> Question:
+def _one(rng, i, seed, n_people, per_person, fillers, distractor, paraphrase, split) -> Question:
     people = rng.sample(NAMES, n_people)
     attrs = rng.sample(ATTRIBUTES, per_person)
     # one distinct value per (attribute, person) so every in-story distractor is unambiguous
     values = {a.key: dict(zip(people, rng.sample(a.values, n_people))) for a in attrs}
     sentences = [
-        _state(rng.choice(a.statements), p, values[a.key][p]) for p in people for a in attrs
+        _state(rng.choice(a.statements) if paraphrase else a.statements[0], p, values[a.key][p])
+        for p in people for a in attrs
     ]
     rng.shuffle(sentences)
     for filler in rng.sample(FILLERS, min(fillers, len(FILLERS))):
@@ -123,7 +128,7 @@ def _one(rng, i, seed, n_people, per_person, fillers, distractor, split) -> Ques
         context=" ".join(sentences),
         metadata={
             "family": "hidden_passage", "split": split, "answer_prefix": attr.cloze.format(name=target), "attribute": attr.key, "subject": target,
-            "distractor": distractor, "n_people": n_people, "difficulty": n_people * per_person + fillers,
+            "distractor": distractor, "paraphrase": paraphrase, "n_people": n_people, "difficulty": n_people * per_person + fillers,
         },
     )
 
