@@ -262,8 +262,10 @@ class OversightServer:
     def _run_jobs(self, jobs: list[_Job], method) -> None:
         if not jobs:
             return
+        started = time.perf_counter()
         try:
             method(jobs)
+            self.count("backend_ms", int(1000 * (time.perf_counter() - started)))
             self.count("batches")
             self.count("batched_requests", len(jobs))
         except Exception as exc:  # the requests fail with HTTP 500; the server keeps serving
@@ -472,6 +474,7 @@ class OversightServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "oversight-serve"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
 
     @property
     def app(self) -> OversightServer:
@@ -535,13 +538,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timed out) first
+            self.app.count("client_gone")
+            self.close_connection = True
 
 
 def _parse_chat(body: dict[str, Any]) -> tuple[tuple[dict[str, str], ...], str]:
@@ -661,6 +668,10 @@ def main(argv: list[str] | None = None) -> None:
     from oversight.backends import get_backend
 
     model_cfg = load_model_cfg(args.model)
+    if args.path and not args.package:  # a path replaces the packaged GGUF source
+        model_cfg.update(package=None, gguf_file=None)
+        if args.model is None:
+            model_cfg["name"] = Path(args.path).name
     for key in ("path", "gguf_file", "package", "dtype"):
         if getattr(args, key) is not None:
             model_cfg[key] = getattr(args, key)

@@ -115,9 +115,9 @@ def test_match_top_logprobs_rules():
 
 def _episode_factory(n_candidates: int = 3):
     async def episode(question: Question, ctx):
-        said = await ctx.generate(
-            "debater", _msgs(question.question), params=SamplingParams(max_new_tokens=6, temperature=0.8, seed=int(question.id[1:])),
-        )
+        seed = int(question.id[1:]) % 4  # few distinct seeds: the hf backend batches equal params together
+        params = SamplingParams(max_new_tokens=6, temperature=0.8, seed=seed)
+        said = await ctx.generate("debater", _msgs(question.question), params=params)
         judge_msgs = _msgs(f"{question.question}\nDebater: {said.text}\nWhich option is right?")
         letters = await ctx.next_token("judge", judge_msgs, [" A", " B", " C"][:n_candidates], prefix="Answer:",
                                        deps=[said.node])
@@ -157,7 +157,7 @@ def test_fault_injection_through_engine(hf, server):
         # scores: equal up to float rounding (batches are composed differently under faults)
         assert got.value[1] == pytest.approx(want.value[1], abs=1e-4)
         assert got.value[2] == pytest.approx(want.value[2], abs=1e-4)
-    assert len({e.value[0] for e in episodes}) > len(questions) // 2, "sampled texts should differ by question"
+    assert len({e.value[0] for e in episodes}) >= 4, "sampled texts should differ by seed"
     for episode in episodes:
         calls = episode.graph.nodes("call")
         assert len(calls) == 3 and all(d["output"]["error"] is None for _, d in calls)
