@@ -6,9 +6,10 @@ marked verified or unverified. The hidden passage appears only when the transcri
 explanation, and moves on:
 
     a b c ... (or 1 2 3 ...)   choose an option          y        approve the model (approval)
-    + / -  (or right / left)   confidence up / down      n        write an explanation (Esc: back)
+    + / -  (or right / left)   confidence up / down      n        write an explanation (Esc: done)
     Enter                      record the judgment       s        skip the item
     u                          undo the last decision    q        quit (everything is saved)
+    space / page up / up / down  scroll the transcript
 
 Every decision is committed to RUN_DIR/human_judgments.sqlite before the next item appears, so
 killing the UI loses nothing and starting it again resumes where the judge stopped. Model output
@@ -32,7 +33,8 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.widgets import Footer, Input, Static
+from textual import events
+from textual.widgets import Footer, Static
 
 from judges.human import HumanSettings, human_settings, settings_for
 from oversight.errors import OversightError
@@ -142,6 +144,7 @@ class JudgingSession:
 
 _BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
 ESCAPE_STYLE = "reverse"
+MAX_EXPLANATION = 500
 
 
 def _escape(ch: str) -> str | None:
@@ -266,7 +269,8 @@ class JudgeApp(App):
     #model { height: auto; padding: 0 1; background: $boost; }
     #options { height: auto; padding: 0 1; }
     #confidence { height: 1; padding: 0 1; }
-    #explanation { height: 3; margin: 0 1; }
+    #explanation { height: auto; min-height: 1; padding: 0 1; }
+    #explanation.writing { background: $boost; color: $text; text-style: bold; }
     #message { height: auto; min-height: 1; padding: 0 1; color: $warning; }
     """
     BINDINGS = [
@@ -277,7 +281,10 @@ class JudgeApp(App):
         Binding("u", "undo", "undo"),
         Binding("y", "approve", "approve", show=False),
         Binding("n", "note", "explain"),
-        Binding("escape", "leave_note", "back", show=False),
+        Binding("pagedown,space", "scroll(1)", "scroll", show=False),
+        Binding("pageup", "scroll(-1)", show=False),
+        Binding("down", "scroll(0.2)", show=False),
+        Binding("up", "scroll(-0.2)", show=False),
         Binding("q", "quit", "quit"),
         *[Binding(LETTERS[i].lower(), f"choose({i})", show=False) for i in range(len(LETTERS))],
         *[Binding(str(i + 1), f"choose({i})", show=False) for i in range(9)],
@@ -292,6 +299,8 @@ class JudgeApp(App):
         self.selected: int | None = None  # position in the displayed order
         self.level: int | None = None  # index into self.levels
         self.forced = False  # on_timeout=force and time ran out: the judge must answer now
+        self.explanation = ""
+        self.writing = False  # keys are typed into the explanation
         self.started_at = 0.0
         self.started_clock = 0.0
 
@@ -302,13 +311,14 @@ class JudgeApp(App):
         yield Static(id="model", markup=False)
         yield Static(id="options", markup=False)
         yield Static(id="confidence", markup=False)
-        yield Input(placeholder="explanation (optional): press n to write, Enter to record, Esc to go back",
-                    id="explanation")
+        yield Static(id="explanation", markup=False)
         yield Static(id="message", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#explanation", Input).can_focus = False
+        # Nothing takes focus: every key reaches the app in the order it was typed, so fast typing
+        # or a paste right after `n` or Enter can never land in the wrong place.
+        self.query_one("#body", VerticalScroll).can_focus = False
         self.show(self.session.current())
         if self.session.settings.time_limit:
             self.set_interval(0.2, self._tick)
@@ -319,9 +329,9 @@ class JudgeApp(App):
         self.item = item
         self.forced = False
         self.started_at, self.started_clock = time.time(), time.monotonic()
-        explanation = self.query_one("#explanation", Input)
-        explanation.value = prefill.explanation if prefill else ""
-        self._leave_note()
+        self.explanation = prefill.explanation if prefill else ""
+        self.writing = False
+        self._explanation()
         if item is None:
             self.order, self.levels, self.selected, self.level = [], [], None, None
             p = self.session.progress()
@@ -401,6 +411,10 @@ class JudgeApp(App):
             self.level = max(0, min(len(self.levels) - 1, self.level + step))
         self._options()
 
+    def action_scroll(self, pages: float) -> None:
+        body = self.query_one("#body", VerticalScroll)
+        body.scroll_relative(y=pages * max(1, body.size.height - 2), animate=False)
+
     def action_submit(self) -> None:
         if self.item is None:
             return
@@ -416,7 +430,7 @@ class JudgeApp(App):
         if self.session.policy.policy == "approval" and item.machine is not None:
             approved = chosen == item.machine.chosen
         self.session.decide(item, "judged", chosen=chosen, confidence=self.levels[self.level],
-                            explanation=self.query_one("#explanation", Input).value, approved=approved,
+                            explanation=self.explanation, approved=approved,
                             timed_out=self.forced, **self._timing())
         self._say(f"Recorded: {LETTERS[self.selected]}) at {self.levels[self.level]:.0%}.")
         self.show(self.session.current())
@@ -428,7 +442,7 @@ class JudgeApp(App):
             return
         machine = item.machine
         self.session.decide(item, "judged", chosen=machine.chosen, confidence=max(machine.p), p=list(machine.p),
-                            explanation=self.query_one("#explanation", Input).value, approved=True,
+                            explanation=self.explanation, approved=True,
                             timed_out=self.forced, **self._timing())
         self._say("Recorded: approved the model's verdict.")
         self.show(self.session.current())
@@ -436,7 +450,7 @@ class JudgeApp(App):
     def action_skip(self) -> None:
         if self.item is None:
             return
-        self.session.decide(self.item, "skipped", explanation=self.query_one("#explanation", Input).value,
+        self.session.decide(self.item, "skipped", explanation=self.explanation,
                             timed_out=self.forced, **self._timing())
         self._say("Skipped.")
         self.show(self.session.current())
@@ -451,24 +465,44 @@ class JudgeApp(App):
         self.show(item, prefill=row)
 
     def action_note(self) -> None:
-        if self.item is None:
+        if self.item is not None:
+            self.writing = True
+            self._explanation()
+
+    def on_key(self, event: events.Key) -> None:
+        """While writing an explanation, keys are text (Enter records, Esc goes back)."""
+        if not self.writing:
             return
-        explanation = self.query_one("#explanation", Input)
-        explanation.can_focus = True
-        explanation.focus()
+        event.prevent_default()  # no command bindings while writing
+        event.stop()
+        if event.key == "escape":
+            self.writing = False
+        elif event.key == "enter":
+            self.writing = False
+            self.action_submit()
+        elif event.key == "backspace":
+            self.explanation = self.explanation[:-1]
+        elif event.is_printable and event.character and len(self.explanation) < MAX_EXPLANATION:
+            self.explanation += event.character
+        self._explanation()
 
-    def action_leave_note(self) -> None:
-        self._leave_note()
+    def on_paste(self, event: events.Paste) -> None:
+        if self.writing:
+            self.explanation = (self.explanation + " ".join(event.text.split()))[:MAX_EXPLANATION]
+            self._explanation()
 
-    def _leave_note(self) -> None:
-        explanation = self.query_one("#explanation", Input)
-        if explanation.has_focus:
-            self.set_focus(None)
-        explanation.can_focus = False
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._leave_note()
-        self.action_submit()
+    def _explanation(self) -> None:
+        widget = self.query_one("#explanation", Static)
+        widget.set_class(self.writing, "writing")
+        if self.writing:
+            content = Content.assemble(("Explanation: ", "bold"), *literal_parts(self.explanation), ("▏", "blink"),
+                                       ("   Enter: record · Esc: back", "dim"), strip_control_codes=False)
+        elif self.explanation:
+            content = Content.assemble(("Explanation: ", "bold"), *literal_parts(self.explanation), ("   (n: edit)", "dim"),
+                                       strip_control_codes=False)
+        else:
+            content = Content.assemble(("Explanation (optional): press n to write one", "dim"))
+        widget.update(content)
 
     def _timing(self) -> dict[str, float]:
         return {"started_at": self.started_at, "seconds": time.monotonic() - self.started_clock}
@@ -478,7 +512,7 @@ class JudgeApp(App):
         if self.item is not None and limit and not self.forced and time.monotonic() - self.started_clock >= limit:
             if self.session.settings.on_timeout == "skip":
                 self.session.decide(self.item, "timed_out", timed_out=True,
-                                    explanation=self.query_one("#explanation", Input).value, **self._timing())
+                                    explanation=self.explanation, **self._timing())
                 self._say("Time ran out: that item is recorded as timed out.")
                 self.show(self.session.current())
             else:
