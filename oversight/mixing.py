@@ -248,7 +248,7 @@ def human_report(job_dir: str | Path, summary: dict[str, Any], write: bool = Tru
     seen = f" (saw {model_name})" if policy.shows_model else ""
     groups: list[tuple[str, dict[ItemKey, list[HumanJudgment]]]] = [
         (f"human:{person}{seen}", {key: [row] for key, row in decisions[person].items()}) for person in people]
-    if len(people) != 1:  # everyone pooled (with nobody yet: a placeholder row, and the model's verdicts)
+    if len(people) > 1 or (not people and policy.policy == "human"):  # everyone pooled (nobody yet: a placeholder)
         merged: dict[ItemKey, list[HumanJudgment]] = {}
         for person in people:
             for key, row in decisions[person].items():
@@ -267,6 +267,9 @@ def human_report(job_dir: str | Path, summary: dict[str, Any], write: bool = Tru
             add(f"{policy.policy}:{suffix}" if suffix else policy.policy, mixed, used, "mixed")
         if policy.policy == "route":
             report.curve += route_curve(label, items, human, decided=set(rows))
+
+    if not groups and policy.policy != "human":  # nobody has judged yet: the policy rests on the model alone
+        add(policy.policy, {i.key: mixed_p(policy, i, None) for i in items}, 0, "mixed")
 
     report.agreement = agreement({p: {k: r.chosen for k, r in decisions[p].items()
                                       if r.status == "judged" and r.chosen is not None} for p in people})
@@ -349,10 +352,10 @@ def report_renderables(job: str, report: HumanReport) -> list[Any]:
         name = "Cohen's kappa" if a["measure"] == "cohen_kappa" else "Krippendorff's alpha (nominal)"
         out.append(Text(f"{job}: agreement between {', '.join(a['judges'])}: {name} = {_num(a['value'])} "
                         f"on {a['n_items']} items"))
-    if report.curve:
+    if any(p["k"] > 0 and p["accuracy"] is not None for p in report.curve):  # someone has judged
         budgets = [b / 10 for b in range(11)]
         labels = list(dict.fromkeys(p["judge"] for p in report.curve))
-        t = Table(title=f"{job}: route accuracy vs human budget (least confident first; {CURVE_CSV})")
+        t = Table(title="Route: accuracy vs human budget", caption=f"{job}/{CURVE_CSV}; least confident items first")
         t.add_column("budget", justify="right")
         for label in labels:
             t.add_column(label, justify="right")
