@@ -35,8 +35,9 @@ def test_sweep_writes_records_summaries_and_comparison_and_reruns_for_free(tiny_
     oversight(args, tmp_path, cache)
     sweep = tmp_path / "sweep"
     jobs = sorted(p.parent for p in sweep.rglob("summary.json"))
-    assert [j.name for j in jobs] == ["protocol=consultancy", "protocol=debate", "protocol=direct",
-                                      "protocol=direct_passage"]
+    # job directories are named from the overrides (never from paths), so a rerun finds them again
+    assert [j.name for j in jobs] == [f"model.name=tiny-llama,protocol={p},task.n=6"
+                                      for p in ("consultancy", "debate", "direct", "direct_passage")]
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
         records = read_records(job)
