@@ -61,7 +61,8 @@ def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console
     _write_csv(sweep_dir / "comparison.csv", rows)
     _write_md(sweep_dir / "comparison.md", rows, baseline_label)
     _plot(sweep_dir / "comparison.png", rows, baseline_label)
-    console = console or Console()
+    # off a terminal (CI logs, pipes) rich would squeeze the table into 80 columns
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     console.print(table(rows, baseline_label))
     for job, report in reports.items():
         for renderable in report_renderables(str(job.relative_to(sweep_dir)) or ".", report) if report else ():
