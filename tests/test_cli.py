@@ -85,3 +85,34 @@ def test_bad_input_names_the_key(tiny_model_dir, tmp_path, args, message):
     proc = oversight([*args, f"hydra.run.dir={tmp_path}/bad", *tiny(tiny_model_dir)], tmp_path, check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+def test_a_killed_sweep_resumes_without_repeating_calls(tiny_model_dir, tmp_path):
+    import signal
+    import time
+
+    cache = {"OVERSIGHT_CALL_CACHE": str(tmp_path / "calls.sqlite")}
+    args = ["-m", "protocol=direct_passage,debate", "task.n=8", f"hydra.sweep.dir={tmp_path}/sweep",
+            *tiny(tiny_model_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "oversight.cli", *args], cwd=tmp_path,
+                            env={**os.environ, **cache}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((tmp_path / "sweep").rglob("summary.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # mid-sweep: the first job is done, the second is not
+    proc.wait()
+    finished = list((tmp_path / "sweep").rglob("summary.json"))
+    assert len(finished) == 1
+
+    oversight(args, tmp_path, cache)
+    summaries = {json.loads(p.read_text())["protocol"]: json.loads(p.read_text())
+                 for p in (tmp_path / "sweep").rglob("summary.json")}
+    assert set(summaries) == {"direct+passage", "debate"}
+    assert summaries["direct+passage"]["model_calls"] == 0  # finished before the kill: all from cache
+
+    clean = tmp_path / "clean"
+    oversight([*args[:-len(tiny(tiny_model_dir)) - 1], f"hydra.sweep.dir={clean}", *tiny(tiny_model_dir)], tmp_path,
+              {"OVERSIGHT_CALL_CACHE": str(tmp_path / "fresh.sqlite")})
+    for p in clean.rglob("summary.json"):
+        fresh = json.loads(p.read_text())
+        assert fresh["accuracy"] == summaries[fresh["protocol"]]["accuracy"]
