@@ -12,9 +12,10 @@ this server on a laptop and against vLLM on a cluster:
   and `logprobs`, `max_tokens` 0 or 1 (one greedy token); longer generation goes through chat;
 - POST /tokenize (prompt or messages form, as vLLM's) and /detokenize.
 
-Requests are batched: a worker thread takes every request that arrives within `batch_window_ms`
-of the first (and all that queued while the previous batch ran) and calls the backend once per
-kind, so concurrent clients get batched throughput rather than one forward pass each.
+Requests are batched: a worker thread takes every request that queued while the previous batch
+ran, plus those that keep arriving (until a gap of `batch_window_ms`, at most `max_wait_ms` after
+the first), and calls the backend once per kind, so concurrent clients get batched throughput
+rather than one forward pass each.
 
 Fault injection, for tests of clients: a fraction of POST requests is answered with an HTTP error
 (`fail_rate`, codes from `fail_codes`), left hanging for `hang_s` and then dropped (`hang_rate`),
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from queue import Empty, Queue
-from typing import Any
+from typing import Any, Iterable
 
 from pydantic import ValidationError
 
@@ -124,6 +125,7 @@ class TokenScorer:
         self.lock = getattr(backend, "_lock", None) or threading.Lock()
         self.batch_size = int(getattr(backend, "batch_size", 32))
         self.max_batch_tokens = int(getattr(backend, "max_batch_tokens", 16384))
+        self.max_logits = 32_000_000  # floats of [positions, vocab] logits held at once
 
     def score(self, prompts: list[list[int]], k: int) -> list[Scored]:
         import torch
@@ -138,16 +140,32 @@ class TokenScorer:
             mask = torch.tensor(
                 [[1] * len(prompts[i]) + [0] * (width - len(prompts[i])) for i in batch], device=self.device
             )
+            # every real position of every row, row-major; its target is the next prompt token
+            targets = torch.tensor(
+                [prompts[i][t + 1] if t + 1 < len(prompts[i]) else 0 for i in batch for t in range(len(prompts[i]))],
+                device=self.device,
+            )
+            actual: list[float] = []
+            top_values: list[list[float]] = []
+            top_ids: list[list[int]] = []
             with self.lock, torch.inference_mode():
-                hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state
-                for row, i in enumerate(batch):
-                    n = len(prompts[i])
-                    lp = torch.log_softmax(head(hidden[row, :n]).float(), dim=-1)
-                    target = torch.tensor(prompts[i][1:], device=self.device, dtype=torch.long)
-                    actual = lp[:-1].gather(1, target[:, None]).squeeze(1).tolist() if n > 1 else []
-                    values, indices = lp.topk(min(k, lp.shape[-1]), dim=-1)
-                    tops = [list(zip(indices[t].tolist(), values[t].tolist())) for t in range(n)]
-                    out[i] = Scored(token_logprobs=[None, *actual], top=[[], *tops[:-1]], next_top=tops[-1])
+                hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]
+                vocab = head.weight.shape[0]
+                step = max(1, self.max_logits // vocab)  # bound the [positions, vocab] logits in memory
+                for start in range(0, hidden.shape[0], step):
+                    logits = head(hidden[start : start + step]).float()
+                    norm = torch.logsumexp(logits, dim=-1)
+                    picked = logits.gather(1, targets[start : start + step, None]).squeeze(1) - norm
+                    values, indices = logits.topk(min(k, vocab), dim=-1)
+                    actual += picked.tolist()
+                    top_values += (values - norm[:, None]).tolist()
+                    top_ids += indices.tolist()
+            at = 0
+            for i in batch:
+                n = len(prompts[i])
+                tops = [list(zip(top_ids[at + t], top_values[at + t])) for t in range(n)]
+                out[i] = Scored(token_logprobs=[None, *actual[at : at + n - 1]], top=[[], *tops[:-1]], next_top=tops[-1])
+                at += n
         return out  # type: ignore[return-value]
 
     def _batches(self, order: list[int], prompts: list[list[int]]):
@@ -180,11 +198,13 @@ class OversightServer:
 
     def __init__(
         self, backend: Backend, served_name: str, host: str = "127.0.0.1", port: int = 0,
-        batch_window_ms: float = 5.0, max_batch: int = 256, faults: FaultPlan | None = None,
+        batch_window_ms: float = 5.0, max_wait_ms: float = 50.0, max_batch: int = 256,
+        faults: FaultPlan | None = None,
     ):
         self.backend = backend
         self.served_name = served_name
         self.batch_window_s = batch_window_ms / 1000.0
+        self.max_wait_s = max(max_wait_ms, batch_window_ms) / 1000.0
         self.max_batch = max_batch
         self.faults = faults
         self.stats: Counter = Counter()
@@ -197,8 +217,7 @@ class OversightServer:
         except TypeError as exc:
             self.scorer, self._no_scorer = None, str(exc)
         self.tokenizer = getattr(backend, "tokenizer", None)
-        self.httpd = ThreadingHTTPServer((host, port), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer((host, port), _Handler)
         self.httpd.app = self  # type: ignore[attr-defined]
         self._threads = [
             threading.Thread(target=self.httpd.serve_forever, name="oversight-serve-http", daemon=True),
@@ -249,13 +268,17 @@ class OversightServer:
                 jobs = [self._queue.get(timeout=0.2)]
             except Empty:
                 continue
-            deadline = time.monotonic() + self.batch_window_s
+            # keep collecting while requests keep arriving (a gap of batch_window closes the batch),
+            # but never hold the first one longer than max_wait
+            first = last = time.monotonic()
             while len(jobs) < self.max_batch:
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = min(last + self.batch_window_s, first + self.max_wait_s) - now
                 try:
                     jobs.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
                 except Empty:
                     break
+                last = time.monotonic()
             self._run_jobs([j for j in jobs if j.kind == "generate"], self._generate)
             self._run_jobs([j for j in jobs if j.kind == "score"], self._score)
 
@@ -383,7 +406,8 @@ class OversightServer:
             text = (self._decode(list(ids)) if echo else "") + (self._decode([s.next_top[0][0]]) if max_tokens else "")
             choice: dict[str, Any] = {"index": index, "text": text, "finish_reason": "length", "logprobs": None}
             if k is not None:
-                strings = [self._decode([t]) for t in tokens]
+                names = self._token_strings([*tokens, *(t for top in tops for t, _ in top[:k])])
+                strings = [names[t] for t in tokens]
                 offsets, at = [], 0
                 for string in strings:
                     offsets.append(at)
@@ -393,7 +417,7 @@ class OversightServer:
                     if lp is None:
                         top_dicts.append(None)
                         continue
-                    entries = {self._decode([t]): v for t, v in top[:k]}
+                    entries = {names[t]: v for t, v in top[:k]}
                     entries[string] = lp  # OpenAI lists the chosen token too
                     top_dicts.append(entries)
                 choice["logprobs"] = {
@@ -466,9 +490,22 @@ class OversightServer:
         with self._tokenizer_lock:
             return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
+    def _token_strings(self, ids: Iterable[int]) -> dict[int, str]:
+        """Each distinct token id decoded on its own, in one tokenizer call."""
+        unique = list(dict.fromkeys(ids))
+        with self._tokenizer_lock:
+            return dict(zip(unique, self.tokenizer.batch_decode([[t] for t in unique])))
+
     def _max_model_len(self) -> int:
         config = getattr(getattr(self.backend, "model", None), "config", None)
         return int(getattr(config, "max_position_embeddings", 0) or 0)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of concurrent clients would see
+    # connections reset and retry with backoff
+    request_queue_size = 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -648,7 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-tokens", type=int, default=16384)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    p.add_argument("--batch-window-ms", type=float, default=5.0)
+    p.add_argument("--batch-window-ms", type=float, default=5.0, help="a gap this long closes a batch")
+    p.add_argument("--max-wait-ms", type=float, default=50.0, help="longest a request waits for its batch to fill")
     p.add_argument("--max-batch", type=int, default=256, help="most requests in one backend batch")
     faults = p.add_argument_group("fault injection (for testing clients)")
     faults.add_argument("--fail-rate", type=float, default=0.0)
@@ -693,7 +731,7 @@ def main(argv: list[str] | None = None) -> None:
     served = args.served_name or model_cfg.get("served_name") or model_cfg.get("name") or "model"
     server = OversightServer(
         backend, str(served), host=args.host, port=args.port, batch_window_ms=args.batch_window_ms,
-        max_batch=args.max_batch, faults=faults,
+        max_wait_ms=args.max_wait_ms, max_batch=args.max_batch, faults=faults,
     ).start()
     print(f"oversight-serve: serving {served} at {server.url}", flush=True)
     try:

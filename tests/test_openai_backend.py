@@ -43,17 +43,17 @@ def _msgs(text: str) -> tuple[dict[str, str], ...]:
 
 
 def sample_calls() -> list[Call]:
-    greedy = SamplingParams(max_new_tokens=12)
+    greedy = SamplingParams(max_new_tokens=8)
     return [
         Call(kind="generate", messages=_msgs("Who wrote Hamlet?"), params=greedy),
         Call(kind="generate", messages=_msgs("Who wrote Hamlet?"), prefix="The answer is", params=greedy),
         *[
             Call(kind="generate", messages=_msgs(f"Argue for option {k}."),
-                 params=SamplingParams(max_new_tokens=16, temperature=0.9, top_p=0.95, seed=seed))
+                 params=SamplingParams(max_new_tokens=8, temperature=0.9, top_p=0.95, seed=seed))
             for k, seed in (("A", 1), ("A", 2), ("B", 1))
         ],
         Call(kind="generate", messages=_msgs("List three cities."),
-             params=SamplingParams(max_new_tokens=20, temperature=1.0, seed=5, stop=("e",))),
+             params=SamplingParams(max_new_tokens=10, temperature=1.0, seed=5, stop=("e",))),
         Call(kind="next_token", messages=_msgs("A or B?"), prefix="Answer:", candidates=(" A", " B", " yes")),
         Call(kind="next_token", messages=_msgs("Is the sky blue?"), candidates=("Yes", "No")),
         Call(kind="loglikelihood", messages=_msgs("Where does Alice live?"), prefix="Alice lives in",
@@ -79,6 +79,8 @@ def test_agrees_with_hf_backend(hf, server):
     texts = [r.text for r in got[2:5]]
     assert texts[0] != texts[1]
     assert "e" not in got[5].text
+    unstopped = calls[5].model_copy(update={"params": calls[5].params.model_copy(update={"stop": ()})})
+    assert "e" in hf.run_sync([unstopped])[0].text, "the stop string should have cut this text"
 
 
 def test_top_logprobs_next_token(hf, server):
@@ -113,13 +115,13 @@ def test_match_top_logprobs_rules():
     assert match_top_logprobs(" C", top[:2]) == pytest.approx(math.log(0.2))
 
 
-def _episode_factory(n_candidates: int = 3):
+def _episode_factory():
     async def episode(question: Question, ctx):
         seed = int(question.id[1:]) % 4  # few distinct seeds: the hf backend batches equal params together
         params = SamplingParams(max_new_tokens=6, temperature=0.8, seed=seed)
         said = await ctx.generate("debater", _msgs(question.question), params=params)
         judge_msgs = _msgs(f"{question.question}\nDebater: {said.text}\nWhich option is right?")
-        letters = await ctx.next_token("judge", judge_msgs, [" A", " B", " C"][:n_candidates], prefix="Answer:",
+        letters = await ctx.next_token("judge", judge_msgs, [" A", " B", " C"], prefix="Answer:",
                                        deps=[said.node])
         options = await ctx.loglikelihood("judge", judge_msgs, question.options, prefix="The answer is",
                                           deps=[said.node])
@@ -305,3 +307,4 @@ def test_oversight_serve_command(tiny_model_dir, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        proc.stdout.close()

@@ -35,8 +35,9 @@ Any other HTTP error fails the call at once. A call that still fails gets a Call
 `repetition_penalty`, `chat_template_kwargs`); its `chat_template` and `chat_template_kwargs`
 keys also go to /tokenize, so scoring renders prompts the way generation does.
 
-The API key is read from the environment variable named by `api_key_env` at request time; it is
-never stored on the backend, in its identity, in records or in error messages.
+The API key is read from the environment variable named by `api_key_env` for each run (batch of
+calls) and lives only in that run's HTTP client: it is never kept on the backend, nor written to
+its identity, records, logs or error messages.
 """
 
 from __future__ import annotations
@@ -110,13 +111,14 @@ class OpenAIBackend(Backend):
     # ---- public entry -------------------------------------------------------------------------
 
     async def run(self, calls: list[Call]) -> list[CallResult]:
+        # A client per run: an httpx client is bound to the event loop it first ran on, and each
+        # engine job runs its own loop. Connection setup is small next to a batch of model calls.
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        timeout = httpx.Timeout(self.timeout_s)
-        async with httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout) as client:
+        async with httpx.AsyncClient(headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout_s)) as client:
             session = _Session(self, client, asyncio.Semaphore(self.concurrency))
             return list(await asyncio.gather(*(session.answer(call) for call in calls)))
 
