@@ -507,6 +507,13 @@ class _HTTPServer(ThreadingHTTPServer):
     # connections reset and retry with backoff
     request_queue_size = 1024
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            log.debug("client %s went away: %s", client_address, error)  # e.g. it timed out first
+        else:
+            log.exception("error serving %s", client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
