@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -58,6 +59,10 @@ import httpx
 from oversight.backends.base import Backend
 from oversight.errors import ConfigError
 from oversight.types import Call, CallResult
+
+# httpx logs every request at INFO; a job sends thousands, which would bury Hydra's job log.
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 NEXT_TOKEN_METHODS = ("echo", "top_logprobs")
