@@ -102,3 +102,17 @@ def paired_difference(a: dict[str, float], b: dict[str, float], confidence: floa
     low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
     p_value = float(stats.ttest_rel([a[q] for q in shared], [b[q] for q in shared]).pvalue)
     return {"n": n, "diff": mean, "ci_low": float(low), "ci_high": float(high), "p_value": p_value}
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool | int]) -> float:
+    """Area under the ROC curve: the probability that a random positive outscores a random negative
+    (ties count half; the Mann-Whitney U statistic). NaN unless both classes are present."""
+    if len(scores) != len(labels):
+        raise ValueError(f"auroc: {len(scores)} scores but {len(labels)} labels")
+    ranks = stats.rankdata(scores)  # average ranks, so tied scores share credit
+    n_pos = sum(1 for y in labels if y)
+    n_neg = len(labels) - n_pos
+    if not n_pos or not n_neg:
+        return math.nan
+    rank_sum = sum(r for r, y in zip(ranks, labels) if y)
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
