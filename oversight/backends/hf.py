@@ -80,9 +80,11 @@ class HFBackend(Backend):
         import torch
 
         prompts = [self._encode(self.render(c)) for c in calls]
-        order = sorted(range(len(calls)), key=lambda i: (calls[i].params.model_dump_json(), len(prompts[i])))
+        # rows of one batch share decoding settings, except the seed: each row samples with its own
+        shared = [calls[i].params.model_copy(update={"seed": 0}) for i in range(len(calls))]
+        order = sorted(range(len(calls)), key=lambda i: (shared[i].model_dump_json(), len(prompts[i])))
         results: list[CallResult | None] = [None] * len(calls)
-        for batch in self._batches(order, prompts, lambda i: calls[i].params.max_new_tokens, same=lambda i: calls[i].params):
+        for batch in self._batches(order, prompts, lambda i: calls[i].params.max_new_tokens, same=lambda i: shared[i]):
             params = calls[batch[0]].params
             width = max(len(prompts[i]) for i in batch)
             pad = self.tokenizer.pad_token_id
