@@ -44,7 +44,7 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from oversight.backends.base import Backend
+from oversight.backends.base import Backend, length_batches
 from oversight.types import Call, CallResult, SamplingParams
 
 log = logging.getLogger("oversight.serve")
@@ -169,17 +169,7 @@ class TokenScorer:
         return out  # type: ignore[return-value]
 
     def _batches(self, order: list[int], prompts: list[list[int]]):
-        batch: list[int] = []
-        for i in order:
-            candidate = batch + [i]
-            too_big = len(candidate) > self.batch_size or len(candidate) * len(prompts[i]) > self.max_batch_tokens
-            if batch and too_big:
-                yield batch
-                batch = [i]
-            else:
-                batch = candidate
-        if batch:
-            yield batch
+        return length_batches(order, [len(p) for p in prompts], self.batch_size, self.max_batch_tokens)
 
 
 @dataclass

@@ -54,3 +54,30 @@ def plain_prompt(call: Call) -> str:
     """A template-free rendering for models without a chat template (e.g. tiny test models)."""
     lines = [f"{m['role']}: {m['content']}" for m in call.messages]
     return "\n".join(lines) + "\nassistant:" + (" " + call.prefix if call.prefix else "")
+
+
+def render_chat(tokenizer, call: Call, use_chat_template: bool) -> str:
+    """The prompt text in-process backends feed their model: the chat template with the generation
+    prompt, then the call's prefix (the start of the assistant's reply)."""
+    if not use_chat_template:
+        return plain_prompt(call)
+    text = tokenizer.apply_chat_template(list(call.messages), tokenize=False, add_generation_prompt=True)
+    return text + call.prefix
+
+
+def length_batches(order, lengths, max_rows: int, max_tokens: int, extra=lambda i: 0, same=None):
+    """Cut an index list (sorted by length) into batches of at most `max_rows` rows and
+    `max_tokens` padded tokens (rows x (longest + extra)); `same(i)` must agree within a batch."""
+    batch: list[int] = []
+    for i in order:
+        candidate = batch + [i]
+        tokens = len(candidate) * max(lengths[j] + extra(j) for j in candidate)
+        split = batch and (len(candidate) > max_rows or tokens > max_tokens
+                           or (same is not None and same(i) != same(batch[0])))
+        if split:
+            yield batch
+            batch = [i]
+        else:
+            batch = candidate
+    if batch:
+        yield batch

@@ -16,7 +16,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from oversight.backends.base import Backend, plain_prompt
+from oversight.backends.base import Backend, length_batches, render_chat
 from oversight.errors import ConfigError
 from oversight.models import WeightsSource, local_weights
 from oversight.types import Call, CallResult
@@ -66,10 +66,7 @@ class HFBackend(Backend):
     # ---- prompts ------------------------------------------------------------------------------
 
     def render(self, call: Call) -> str:
-        if not self.use_chat_template:
-            return plain_prompt(call)
-        text = self.tokenizer.apply_chat_template(list(call.messages), tokenize=False, add_generation_prompt=True)
-        return text + call.prefix
+        return render_chat(self.tokenizer, call, self.use_chat_template)
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -111,21 +108,7 @@ class HFBackend(Backend):
         return results  # type: ignore[return-value]
 
     def _batches(self, order, prompts, extra, same=None):
-        """Cut an ordered index list into batches bounded by batch_size and max_batch_tokens."""
-        batch: list[int] = []
-        for i in order:
-            candidate = batch + [i]
-            tokens = len(candidate) * max(len(prompts[j]) + extra(j) for j in candidate)
-            split = batch and (
-                len(candidate) > self.batch_size or tokens > self.max_batch_tokens or (same and same(i) != same(batch[0]))
-            )
-            if split:
-                yield batch
-                batch = [i]
-            else:
-                batch = candidate
-        if batch:
-            yield batch
+        return length_batches(order, [len(p) for p in prompts], self.batch_size, self.max_batch_tokens, extra, same)
 
     # ---- scoring ------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from oversight.backends.base import Backend, plain_prompt
+from oversight.backends.base import Backend, render_chat
 from oversight.errors import ConfigError
 from oversight.models import WeightsSource, local_weights
 from oversight.types import Call, CallResult
@@ -92,10 +92,7 @@ class VLLMBackend(Backend):
     # ---- prompts ------------------------------------------------------------------------------
 
     def render(self, call: Call) -> str:
-        if not self.use_chat_template:
-            return plain_prompt(call)
-        text = self.tokenizer.apply_chat_template(list(call.messages), tokenize=False, add_generation_prompt=True)
-        return text + call.prefix
+        return render_chat(self.tokenizer, call, self.use_chat_template)
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
