@@ -24,7 +24,7 @@ from oversight.records import SUMMARY, read_records, read_summary
 
 COLUMNS = ["job", "protocol", "judge", "n", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low",
            "diff_ci_high", "brier", "ece", "position_bias_rate", "parse_failure_rate", "model_calls", "cache_hits",
-           "output_tokens", "wall_seconds", "humans"]
+           "output_tokens", "calls_per_question", "wall_seconds", "humans"]
 
 
 def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console | None = None) -> list[dict]:
@@ -54,7 +54,7 @@ def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console
             "diff_ci_high": diff.get("ci_high"), "brier": s["brier"], "ece": s["ece"],
             "position_bias_rate": s["position_bias_rate"], "parse_failure_rate": s["parse_failure_rate"],
             "model_calls": s["model_calls"], "cache_hits": s["cache_hits"], "output_tokens": s["output_tokens"],
-            "wall_seconds": s["wall_seconds"],
+            "calls_per_question": s.get("calls_per_question"), "wall_seconds": s["wall_seconds"],
         })
     rows.sort(key=lambda r: (r["accuracy"] is None, r["accuracy"] or 0))
     baseline_label = summaries[base]["protocol"] if base is not None else "none"
@@ -93,12 +93,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def table(rows: list[dict], baseline: str) -> Table:
     t = Table(title=f"Judge accuracy by protocol (95% CI; paired difference vs {baseline})")
     for column in ["protocol", "judge", "n", "humans", "accuracy", "95% CI", f"Δ vs {baseline}", "Brier", "ECE",
-                   "pos. bias", "calls", "cache hits"]:
+                   "pos. bias", "calls/q", "calls", "cache hits"]:
         t.add_column(column, justify="right" if column not in ("protocol", "judge") else "left")
     for r in rows:
         t.add_row(r["protocol"], r["judge"], str(r["n"]), _fmt(r.get("humans")), _fmt(r["accuracy"]),
                   f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _diff(r), _fmt(r["brier"]), _fmt(r["ece"]),
-                  _fmt(r["position_bias_rate"]), _fmt(r["model_calls"]), _fmt(r["cache_hits"]))
+                  _fmt(r["position_bias_rate"]), _fmt(r.get("calls_per_question"), 1), _fmt(r["model_calls"]),
+                  _fmt(r["cache_hits"]))
     return t
 
 
@@ -116,12 +117,14 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _write_md(path: Path, rows: list[dict], baseline: str) -> None:
-    lines = [f"| protocol | judge | n | accuracy | 95% CI | Δ vs {baseline} [95% CI] | Brier | ECE | position bias | calls | cache hits |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| protocol | judge | n | accuracy | 95% CI | Δ vs {baseline} [95% CI] | Brier | ECE | position bias | "
+             "calls/question | calls | cache hits |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['protocol']} | {r['judge']} | {r['n']} | {_fmt(r['accuracy'])} | "
                      f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {_diff(r)} | {_fmt(r['brier'])} | "
-                     f"{_fmt(r['ece'])} | {_fmt(r['position_bias_rate'])} | {r['model_calls']} | {r['cache_hits']} |")
+                     f"{_fmt(r['ece'])} | {_fmt(r['position_bias_rate'])} | {_fmt(r.get('calls_per_question'), 1)} | "
+                     f"{_fmt(r['model_calls'])} | {_fmt(r['cache_hits'])} |")
     path.write_text("\n".join(lines) + "\n")
 
 
