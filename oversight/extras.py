@@ -1,0 +1,72 @@
+"""Tabulate the protocol-specific metrics (summary.json["extra"]) of every job under a directory.
+
+    python -m oversight.extras runs/amplification
+    python -m oversight.extras runs/rrm --keys level,reward_accuracy,auroc,ece,brier
+
+One row per job (protocol label, judge accuracy with its 95% CI, then the chosen extras, or every
+scalar extra), as a Markdown table on stdout. Works from finished files alone, like
+oversight-compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from oversight.errors import OversightError
+from oversight.records import SUMMARY, read_summary
+
+
+def extras_table(directory: str | Path, keys: list[str] | None = None) -> str:
+    directory = Path(directory)
+    jobs = sorted(p.parent for p in directory.rglob(SUMMARY))
+    if not jobs:
+        raise OversightError(f"{directory}: no {SUMMARY} found in any job directory")
+    summaries = [read_summary(job) for job in jobs]
+    if keys is None:
+        keys = []
+        for s in summaries:
+            keys += [k for k, v in (s.get("extra") or {}).items() if _scalar(v) and k not in keys]
+    header = ["protocol", "n", "accuracy [95% CI]", *keys]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in sorted(summaries, key=lambda s: str(s["protocol"])):
+        low, high = s["accuracy_ci"]
+        extra = s.get("extra") or {}
+        cells = [str(s["protocol"]), str(s["n"]), f"{_fmt(s['accuracy'])} [{_fmt(low)}, {_fmt(high)}]",
+                 *(_fmt(extra.get(k)) for k in keys)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float, str, bool))
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m oversight.extras", description=__doc__.splitlines()[0])
+    parser.add_argument("directory", help="a sweep directory under runs/ (or any directory of finished jobs)")
+    parser.add_argument("--keys", help="comma-separated extra metrics to show (default: every scalar one)")
+    args = parser.parse_args(argv)
+    try:
+        print(extras_table(args.directory, args.keys.split(",") if args.keys else None), end="")
+    except (OversightError, FileNotFoundError) as exc:
+        print(f"oversight.extras: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
