@@ -259,3 +259,42 @@ def test_debate_and_consultancy_run_on_the_new_tasks(tiny_model_cfg, tmp_path, l
         cfg["task"] = {"name": loader.split(":")[0].rsplit(".", 1)[1], "loader": loader, "n": 3}
         summary = run_job(cfg, tmp_path / protocol["name"])
         assert summary["n"] == 3 and summary["n_failed"] == 0
+
+
+@pytest.mark.parametrize("experiment, task, protocol, sweep", [
+    ("amplification", "multihop", "decomposition", {"protocol.max_depth": "0,1,2"}),
+    ("rrm", "arithmetic_answers", "rrm", {"protocol.level": "0,1,2"}),
+])
+def test_experiment_presets(experiment, task, protocol, sweep):
+    from hydra import compose, initialize_config_dir
+
+    from oversight.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    assert (cfg.name, cfg.task.name, cfg.protocol.name) == (experiment, task, protocol)
+    assert dict(cfg.hydra.sweeper.params) == sweep
+
+
+def test_decomposition_in_one_sweep_with_debate_and_consultancy(tiny_model_dir, tmp_path):
+    """From the terminal, on the same questions: every job of the sweep judged the same question ids."""
+    import csv
+    import subprocess
+    import sys
+
+    from oversight.extras import extras_table
+    from oversight.records import read_records
+
+    args = ["-m", "task=multihop", "protocol=direct,consultancy,debate,decomposition", "task.n=3",
+            f"hydra.sweep.dir={tmp_path}/sweep", f"model.path={tiny_model_dir}", "model.package=null",
+            "model.gguf_file=null", "model.name=tiny-llama", "progress=false"]
+    env = {**__import__("os").environ, "OVERSIGHT_CALL_CACHE": str(tmp_path / "calls.sqlite")}
+    proc = subprocess.run([sys.executable, "-m", "oversight.cli", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((tmp_path / "sweep" / "comparison.csv").open()))
+    assert {r["protocol"] for r in rows} == {"direct", "consultancy", "debate", "decomposition-d2-reference"}
+    jobs = sorted(p.parent for p in (tmp_path / "sweep").rglob("summary.json"))
+    assert len({tuple(r.question_id for r in read_records(job)) for job in jobs}) == 1
+    table = extras_table(tmp_path / "sweep", ["max_depth", "calls_per_question"])
+    assert "| decomposition-d2-reference | 3 |" in table and table.count("\n") == 6
