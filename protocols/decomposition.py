@@ -9,7 +9,8 @@ them. `max_depth: 0` is the model answering the whole question directly.
 
 The graph grows as the tree is expanded: every tree node is a `question` step (attrs `depth`,
 `path`, `subquestion`, `decomposer`) followed by the decomposer's node, its children and the
-recomposer's call, or by the leaf's retrieve and answer calls. All trees of a job run together, so
+recomposer's call, or by the leaf's retrieve and answer calls (`tree_graph` extracts the question
+tree alone, for drawing with oversight.graph.draw). All trees of a job run together, so
 the engine batches the same stage of every tree into one backend batch; `order: parallel` asks a
 node's sub-questions concurrently (asyncio.gather), `order: sequential` one after another, each
 proposed after the earlier ones are answered (so it can name their answers).
@@ -34,7 +35,7 @@ import asyncio
 import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol as TypingProtocol, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol as TypingProtocol, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -43,6 +44,9 @@ from oversight.errors import ConfigError
 from oversight.graph import CallGraph
 from oversight.quotes import normalise, sentences
 from oversight.types import Question, Record, SamplingParams, Transcript, Turn
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 ANSWER_SYSTEM = "Answer from the evidence."
 RECOMPOSE_SYSTEM = "Answer the question using the answers to its sub-questions."
@@ -387,6 +391,26 @@ def _with_ancestors(node: Node, text: str, cfg: Config) -> str:
     if not (cfg.ancestors and node.ancestors):
         return text
     return "This helps to answer: " + " / ".join(node.ancestors) + "\n\n" + text
+
+
+def tree_graph(graph: "nx.DiGraph | dict[str, Any]") -> "nx.DiGraph":
+    """The question tree of a decomposition record's call graph: one node per (sub-)question,
+    parent -> child edges, attrs `depth`, `subquestion`, `answer`. Draw it with
+    `oversight.graph.draw(tree_graph(record.graph), "tree.png")`."""
+    import networkx as nx
+
+    g = CallGraph.from_json(graph) if isinstance(graph, dict) else graph
+    answers = {d["path"]: d["answer"] for _, d in g.nodes(data=True) if d.get("kind") == "call" and "answer" in d}
+    tree = nx.DiGraph()
+    for _, d in g.nodes(data=True):
+        if d.get("kind") == "step" and "subquestion" in d:
+            path = d["path"]
+            tree.add_node(path, kind="step", depth=d["depth"], subquestion=d["subquestion"],
+                          answer=answers.get(path), label=f"Q{'' if path == 'root' else path}: {answers.get(path)}")
+    for path in tree:
+        if path != "root":
+            tree.add_edge(path.rsplit(".", 1)[0] if "." in path else "root", path)
+    return tree
 
 
 # ---- metrics ------------------------------------------------------------------------------------

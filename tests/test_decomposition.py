@@ -15,7 +15,8 @@ from oversight.quotes import sentences
 from oversight.run import run_job
 from oversight.tasks import arithmetic, multihop
 from protocols import build_protocol
-from protocols.decomposition import SubQuestion, clean_answer, option_index, parse_subquestions, split_span
+from protocols.decomposition import (SubQuestion, clean_answer, option_index, parse_subquestions, split_span,
+                                     tree_graph)
 from tests.helpers import CountingBackend, job_config
 
 
@@ -248,7 +249,11 @@ def test_job_records_the_tree_draws_it_and_reports_cost(tiny_model_cfg, tmp_path
     judge = [n for n, d in g.nodes(data=True) if d["label"] == "judge"]
     assert judge and {g.nodes[p]["path"] for p in g.predecessors(judge[0])} == {"root", "1", "2", "2.1", "2.2"}
     assert record.transcripts[0].info["decomposer"] == "reference"
-    assert draw(record.graph, tmp_path / "tree.png").stat().st_size > 0
+    assert draw(record.graph, tmp_path / "graph.png").stat().st_size > 0
+    tree = tree_graph(record.graph)
+    assert sorted(tree.edges) == [("2", "2.1"), ("2", "2.2"), ("root", "1"), ("root", "2")]
+    assert tree.nodes["2.1"]["depth"] == 2 and tree.nodes["root"]["answer"] == record.transcripts[0].info["answer"]
+    assert draw(tree, tmp_path / "tree.png").stat().st_size > 0
     assert option_index(multihop.generate(n=1)[0], "nowhere") is None
 
 
