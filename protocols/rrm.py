@@ -54,6 +54,7 @@ class Claim(BaseModel):
     value: str
     alternatives: list[str]
     claims: list["Claim"] = Field(default_factory=list)
+    holds: bool | None = None  # ground truth when the task knows it: scores the checks, never shown
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Check:
 
     def as_dict(self) -> dict[str, Any]:
         return {"claim": self.claim.text, "level": self.level, "p": round(self.p, 4), "ok": self.ok,
-                "node": self.node, "parts": [p.as_dict() for p in self.parts]}
+                "holds": self.claim.holds, "node": self.node, "parts": [p.as_dict() for p in self.parts]}
 
 
 async def run(question: Question, ctx: Context, cfg: Config) -> list[Transcript]:
@@ -133,6 +134,8 @@ def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:
     """Reward accuracy, AUROC, ECE and Brier of the reward against correctness, the assistants' own
     verdict accuracy, and cost per judged answer."""
     rewards, labels = rewards_and_labels(records)
+    steps = [s for r in records for t in r.transcripts for s in t.info.get("assistance", [])
+             if s.get("holds") is not None]
     verdicts = [(t.info.get("verdict"), r) for r in records for t in r.transcripts if t.info.get("verdict")]
     judged = sum(1 for r in records for j in r.judgments if j.p)
     calls = tokens = 0
@@ -147,6 +150,14 @@ def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:
         **reward_metrics(rewards, labels),
         "assistant_verdict_accuracy": (sum(v == r.options[r.correct_index] for v, r in verdicts) / len(verdicts)
                                        if verdicts else None),
+        # the checks of the answer's steps against the ground truth of each step
+        "step_check_accuracy": sum(s["ok"] == s["holds"] for s in steps) / len(steps) if steps else None,
+        "step_false_alarm_rate": _rate([not s["ok"] for s in steps if s["holds"]]),
+        "step_miss_rate": _rate([s["ok"] for s in steps if not s["holds"]]),
         "calls_per_judged_answer": calls / judged if judged else None,
         "tokens_per_judged_answer": tokens / judged if judged else None,
     }
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None

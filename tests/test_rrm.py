@@ -127,6 +127,7 @@ def test_checks_and_critique_follow_the_checker(tmp_path):
             assert t.turns[-1].text.endswith(f"So the working is {truth}.")
             slip = o.question.metadata["slip_step"]
             assert [s["ok"] for s in t.info["assistance"]] == [k != slip for k in range(2)]
+            assert [s["holds"] for s in t.info["assistance"]] == [k != slip for k in range(2)]
 
 
 def test_each_reward_records_the_assistance_it_saw(tiny_model_cfg, tmp_path):
@@ -135,7 +136,8 @@ def test_each_reward_records_the_assistance_it_saw(tiny_model_cfg, tmp_path):
     summary = run_job(cfg, tmp_path / "job")
     extra = summary["extra"]
     assert extra["level"] == 2 and extra["n_rewards"] == 6
-    for key in ("reward_accuracy", "auroc", "ece", "brier", "calls_per_judged_answer", "assistant_verdict_accuracy"):
+    for key in ("reward_accuracy", "auroc", "ece", "brier", "calls_per_judged_answer", "assistant_verdict_accuracy",
+                "step_check_accuracy", "step_false_alarm_rate", "step_miss_rate"):
         assert key in extra
     # reward accuracy is the judge's accuracy on the reward question, by construction
     assert extra["reward_accuracy"] == pytest.approx(summary["accuracy"])

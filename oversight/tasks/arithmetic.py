@@ -102,9 +102,10 @@ def reference_decomposition(numbers: list[int]) -> dict:
 
 
 def claim(a: int, b: int, c: int, parts: list[dict] | None = None) -> dict:
-    """The claim "a + b = c", checked by telling c apart from its neighbours c - 1 and c + 1."""
+    """The claim "a + b = c", checked by telling c apart from its neighbours c - 1 and c + 1
+    (`holds`: the ground truth, for scoring the checks, never shown to a model)."""
     return {"text": f"{a} + {b} = {c}", "question": f"What is {a} + {b}?", "prefix": f"{a} + {b} =",
-            "value": str(c), "alternatives": [str(c - 1), str(c + 1)], "claims": parts or []}
+            "value": str(c), "alternatives": [str(c - 1), str(c + 1)], "claims": parts or [], "holds": a + b == c}
 
 
 def _step_claim(a: int, b: int, c: int) -> dict:
