@@ -49,7 +49,7 @@ def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words:
     raw_s = time.perf_counter() - started
     raw_tokens = sum(r.output_tokens for r in raw)
 
-    subset = calls[:loop_n]
+    subset = calls[:: max(1, len(calls) // loop_n)][:loop_n]  # evenly spaced: a fair sample of lengths
     started = time.perf_counter()
     loop_tokens = sum(backend.run_sync([c])[0].output_tokens for c in subset)
     loop_s = time.perf_counter() - started
@@ -57,7 +57,8 @@ def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words:
     rates = {"raw": raw_tokens / raw_s, "engine": engine_tokens / engine_s, "loop": loop_tokens / loop_s}
     return {
         "model": model_cfg.get("name"), "backend": backend_cfg.get("name"), "questions": n,
-        "batch_size": backend_cfg.get("batch_size"), "generate_calls": len(calls),
+        "batch_size": backend_cfg.get("batch_size"), "prefix_sharing": backend_cfg.get("prefix_sharing"),
+        "generate_calls": len(calls),
         "tokens": {"raw": raw_tokens, "engine": engine_tokens, "loop": loop_tokens},
         "seconds": {"raw": raw_s, "engine": engine_s, "loop": loop_s},
         "tokens_per_second": rates,
@@ -71,19 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oversight-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=32, help="debates to run (2 generate calls each)")
     parser.add_argument("--words", type=int, default=30, help="argument word limit (max_new_tokens = 1.6x)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--loop", type=int, default=8, help="calls to time one at a time")
+    parser.add_argument("--batch-size", type=int, default=64, help="backend.batch_size (conf/backend/hf.yaml: 64)")
+    parser.add_argument("--loop", type=int, default=16, help="calls to time one at a time (evenly spaced)")
     parser.add_argument("--model-path", help="a transformers model directory instead of the embedded default")
     parser.add_argument("--backend", default="hf")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--prefix-sharing", type=int, default=16,
+                        help="backend.prefix_sharing: share prompt prefixes of at least this many tokens "
+                             "within a batch (0: off)")
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
     model = dict(DEFAULT_MODEL) if not args.model_path else {"name": args.model_path, "path": args.model_path}
     backend = {"name": args.backend, "device": args.device, "batch_size": args.batch_size,
-               "max_batch_tokens": 1 << 20}
+               "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing}
     result = bench(model, backend, args.questions, args.words, args.loop)
     table = Table(title=f"oversight-bench: {result['model']} on {result['backend']}, "
-                        f"batch {result['batch_size']}, {result['generate_calls']} generate calls")
+                        f"batch {result['batch_size']}, prefix sharing {result['prefix_sharing']}, "
+                        f"{result['generate_calls']} generate calls")
     for column in ("path", "generated tokens", "seconds", "tokens/s"):
         table.add_column(column, justify="right" if column != "path" else "left")
     for key, label in (("raw", "backend, all calls at once"), ("engine", "engine, debate end to end"),

@@ -72,3 +72,60 @@ def test_token_counts_and_stop_strings(hf):
         cut = result.text[len(result.text) // 2 :] or result.text
         stopped = hf.generate([call.model_copy(update={"params": SamplingParams(max_new_tokens=5, stop=(cut,))})])[0]
         assert cut not in stopped.text
+
+
+# ---- prefix sharing: prompts with a common prefix compute it once per batch ---------------------
+
+STORIES = ["Alice lives in Nairobi. Bob lives in Quito. Carol keeps a parrot. The bakery opened late. " * 3,
+           "Dmitri lives in Oslo. Erin keeps a ferret. Farid lives in Lima. The river froze early. " * 3]
+
+
+def _story_calls(kind, **extra):
+    return [Call(kind=kind, messages=({"role": "user", "content": f"Story: {story} Question: {q}"},), **extra)
+            for story in STORIES for q in ("Where does the first person live?", "Who keeps a pet?", "What happened?")]
+
+
+def test_prefix_groups_keep_story_pairs_apart_from_a_short_common_preamble():
+    from oversight.backends.hf import _prefix_groups
+
+    preamble, story_a, story_b = [1] * 20, [2] * 60, [3] * 60
+    rows = [preamble + story_a + [7, 8], preamble + story_a + [9], preamble + story_b + [7], preamble + story_b + [9, 9],
+            [5] * 30]
+    groups = sorted(_prefix_groups(rows, 16), key=lambda g: g[1])
+    assert groups == [(80, [0, 1]), (80, [2, 3]), (29, [4])]  # not merged down to the 20-token preamble
+    # a shared prefix always leaves each row a token of its own
+    assert _prefix_groups([[1] * 30, [1] * 30], 16) == [(29, [0, 1])]
+
+
+def test_prefix_shared_scoring_matches_full_sequence_reference(tiny_model_cfg):
+    from oversight.backends.hf import _prefix_groups
+
+    # prefix_sharing=4 also shares the "user: Story:" preamble across the two stories' groups
+    shared = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 4})
+    calls = _story_calls("loglikelihood", prefix="The answer is", candidates=(" Nairobi", " a long continuation here"))
+    rows = [shared._encode(shared.render(c)) for c in calls]
+    assert sorted(len(m) for _, m in _prefix_groups(rows, 4)) == [3, 3]  # sharing really happens here
+    for call, result in zip(calls, shared.loglikelihood(calls)):
+        assert result.logprobs == pytest.approx(_reference_loglikelihood(shared, call), abs=1e-3)
+    nt = [c.model_copy(update={"kind": "next_token", "candidates": (" A", " B")}) for c in calls]
+    off = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 0})
+    for a, b in zip(shared.next_token(nt), off.next_token(nt)):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_prefix_shared_generation_equals_unshared_and_one_at_a_time(tiny_model_cfg):
+    shared = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 4})
+    off = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 0})
+    greedy = _story_calls("generate", params=SamplingParams(max_new_tokens=8))
+    sampled = _story_calls("generate", params=SamplingParams(max_new_tokens=8, temperature=1.0, seed=3))
+    for calls in (greedy, sampled):
+        together = [(r.text, r.output_tokens) for r in shared.generate(calls)]
+        assert together == [(r.text, r.output_tokens) for r in off.generate(calls)]
+        assert together == [(shared.generate([c])[0].text, shared.generate([c])[0].output_tokens) for c in calls]
+
+
+def test_prefix_sharing_rejects_negative_values(tiny_model_cfg):
+    from oversight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="backend.prefix_sharing"):
+        HFBackend(tiny_model_cfg, {"name": "hf", "prefix_sharing": -1})

@@ -51,7 +51,7 @@ class HFBackend(Backend):
         self.device = str(backend_cfg.get("device") or "cpu")
         dtype = str(model_cfg.get("dtype") or "float32")
         self.model, self.tokenizer = load_model(self.path, dtype, self.device)
-        self.batch_size = int(backend_cfg.get("batch_size", 32))
+        self.batch_size = int(backend_cfg.get("batch_size", 64))
         self.max_batch_tokens = int(backend_cfg.get("max_batch_tokens", 16384))
         if self.batch_size < 1:
             raise ConfigError(f"backend.batch_size must be >= 1, got {self.batch_size}")
@@ -62,6 +62,13 @@ class HFBackend(Backend):
         digest = hashlib.sha256(f"{self.path}|{dtype}|{self.use_chat_template}".encode()).hexdigest()[:12]
         self.identity = f"hf:{weights_id}:{digest}"
         self._lock = threading.Lock()  # one forward pass at a time per model
+        self.base, self.head = self.model.get_decoder(), self.model.get_output_embeddings()
+        # share prefixes of at least this many tokens within a batch (0: off); outputs unchanged
+        self.prefix_sharing = int(backend_cfg.get("prefix_sharing", 16))
+        if self.prefix_sharing < 0:
+            raise ConfigError(f"backend.prefix_sharing must be >= 0 tokens, got {self.prefix_sharing}")
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = {self.tokenizer.eos_token_id, *([eos] if isinstance(eos, int) else (eos or []))} - {None}
 
     # ---- prompts ------------------------------------------------------------------------------
 
@@ -74,38 +81,105 @@ class HFBackend(Backend):
     # ---- generation ---------------------------------------------------------------------------
 
     def generate(self, calls: list[Call]) -> list[CallResult]:
-        import torch
-
         prompts = [self._encode(self.render(c)) for c in calls]
         # rows of one batch share decoding settings, except the seed: each row samples with its own
         shared = [calls[i].params.model_copy(update={"seed": 0}) for i in range(len(calls))]
         order = sorted(range(len(calls)), key=lambda i: (shared[i].model_dump_json(), len(prompts[i])))
         results: list[CallResult | None] = [None] * len(calls)
         for batch in self._batches(order, prompts, lambda i: calls[i].params.max_new_tokens, same=lambda i: shared[i]):
-            params = calls[batch[0]].params
-            width = max(len(prompts[i]) for i in batch)
-            pad = self.tokenizer.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=self.device)
-            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch], device=self.device)
-            kwargs: dict[str, Any] = dict(
-                max_new_tokens=params.max_new_tokens, do_sample=False, pad_token_id=pad,
-                eos_token_id=self.tokenizer.eos_token_id,
-            )
-            if params.temperature > 0:
-                kwargs["logits_processor"] = [_SeededSampler([calls[i].params for i in batch], self.device)]
-            with self._lock, torch.inference_mode():
-                out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-            for row, i in enumerate(batch):
-                new = out[row, width:].tolist()
-                if self.tokenizer.eos_token_id in new:
-                    new = new[: new.index(self.tokenizer.eos_token_id)]
-                new = [t for t in new if t != pad]
+            outputs = self._decode([prompts[i] for i in batch], [calls[i].params for i in batch])
+            for i, new in zip(batch, outputs):
                 text = self.tokenizer.decode(new, skip_special_tokens=True)
                 for stop in calls[i].params.stop:
                     if stop and stop in text:
                         text = text[: text.index(stop)]
                 results[i] = CallResult(text=text, prompt_tokens=len(prompts[i]), output_tokens=len(new))
         return results  # type: ignore[return-value]
+
+    def _decode(self, prompts: list[list[int]], params: list) -> list[list[int]]:
+        """Greedy or seeded-sampled decoding of one batch (all rows share max_new_tokens and stops).
+
+        A row leaves the batch as soon as it ends (end-of-sequence token or a stop string), so the
+        remaining rows stop paying for it; with prompts that share prefixes, the prefill computes
+        each shared prefix once (`_prefill`).
+        """
+        import torch
+
+        limit, stops = params[0].max_new_tokens, [s for s in params[0].stop if s]
+        sampler = _SeededSampler(params, self.device) if params[0].temperature > 0 else None
+        outputs: list[list[int]] = [[] for _ in prompts]
+        active = list(range(len(prompts)))  # batch row -> prompt index
+        with self._lock, torch.inference_mode():
+            hidden, cache, mask = self._prefill(prompts)
+            positions = torch.tensor([len(p) for p in prompts], device=self.device)
+            for _ in range(limit):
+                logits = self.head(hidden).float()
+                tokens = sampler.pick(logits, active) if sampler else logits.argmax(-1)
+                keep = []
+                for row, (i, token) in enumerate(zip(active, tokens.tolist())):
+                    if token in self.eos_ids:
+                        continue
+                    outputs[i].append(token)
+                    if len(outputs[i]) < limit and not (
+                        stops and any(s in self.tokenizer.decode(outputs[i][-16:]) for s in stops)
+                    ):
+                        keep.append(row)
+                if not keep:
+                    break
+                if len(keep) < len(active):
+                    index = torch.tensor(keep, device=self.device)
+                    cache.reorder_cache(index)
+                    mask, positions, tokens = mask[index], positions[index], tokens[index]
+                    active = [active[row] for row in keep]
+                mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)
+                hidden = self.base(
+                    input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
+                    past_key_values=cache, use_cache=True,
+                ).last_hidden_state[:, -1]
+                positions = positions + 1
+        return outputs
+
+    def _prefill(self, rows: list[list[int]]):
+        """Run a batch of token rows through the model; return the last position's hidden state
+        [B, H], the KV cache and the attention mask. Every row ends at the last column.
+
+        Rows that share a prefix of at least `prefix_sharing` tokens (the story and instructions
+        both debaters of a question see, a judge's fixed preamble) are grouped: each group's prefix
+        runs once, its KV cache is copied to the group's rows, and only the rest of each row runs
+        in a second pass. The group prefixes are themselves prefilled this way, so a system prompt
+        that every group shares also runs once. Position ids follow the attention mask, so padding
+        may sit between a prefix and its suffix.
+        """
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        groups = _prefix_groups(rows, self.prefix_sharing) if self.prefix_sharing else []
+        if not any(len(members) > 1 for _, members in groups):
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+            out = self.base(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                            use_cache=True)
+            return out.last_hidden_state[:, -1], out.past_key_values, mask
+        # singletons split where the longest grouped suffix starts, so the second pass stays narrow
+        suffix_width = max(len(rows[m[0]]) - cut for cut, m in groups if len(m) > 1)
+        cuts, group_of = [0] * len(rows), [0] * len(rows)
+        for g, (cut, members) in enumerate(groups):
+            for i in members:
+                cuts[i] = cut if len(members) > 1 else min(len(rows[i]) - 1, max(1, len(rows[i]) - suffix_width))
+                group_of[i] = g
+        _, cache, head_mask = self._prefill([rows[members[0]][: cuts[members[0]]] for _, members in groups])
+        index = torch.tensor(group_of, device=self.device)
+        cache.reorder_cache(index)  # one row per group -> one row per batch row
+        tails = [r[c:] for r, c in zip(rows, cuts)]
+        ws = max(len(t) for t in tails)
+        ids = torch.tensor([[pad] * (ws - len(t)) + t for t in tails], device=self.device)
+        mask = torch.cat([head_mask[index], torch.tensor(
+            [[0] * (ws - len(t)) + [1] * len(t) for t in tails], device=self.device)], dim=-1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ws:]
+        out = self.base(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                        use_cache=True)
+        return out.last_hidden_state[:, -1], out.past_key_values, mask
 
     def _batches(self, order, prompts, extra, same=None):
         return length_batches(order, [len(p) for p in prompts], self.batch_size, self.max_batch_tokens, extra, same)
@@ -158,23 +232,16 @@ class HFBackend(Backend):
         import torch
 
         pad = self.tokenizer.pad_token_id
-        base, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        base, head = self.base, self.head
         order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
         tail = lambda i: sum(len(c) for c in conts[i])  # noqa: E731
         for batch in self._batches(order, contexts, tail):
-            width = max(len(contexts[i]) for i in batch)
-            ids = torch.tensor([[pad] * (width - len(contexts[i])) + contexts[i] for i in batch], device=self.device)
-            mask = torch.tensor(
-                [[0] * (width - len(contexts[i])) + [1] * len(contexts[i]) for i in batch], device=self.device
-            )
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             rest: dict[tuple[int, int], float] = {}
             with self._lock, torch.inference_mode():
-                out = base(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-                first = torch.log_softmax(head(out.last_hidden_state[:, -1]).float(), dim=-1)
+                last, cache, mask = self._prefill([contexts[i] for i in batch])
+                first = torch.log_softmax(head(last).float(), dim=-1)
                 tails = [(row, i, k, c) for row, i in enumerate(batch) for k, c in enumerate(conts[i]) if len(c) > 1]
                 if tails:
-                    cache = out.past_key_values
                     cache.reorder_cache(torch.tensor([row for row, *_ in tails], device=self.device))
                     span = max(len(c) - 1 for *_, c in tails)
                     t_ids = torch.tensor([c[:-1] + [pad] * (span - len(c) + 1) for *_, c in tails], device=self.device)
@@ -200,11 +267,33 @@ class HFBackend(Backend):
             yield batch, first, rest
 
 
-class _SeededSampler:
-    """Temperature/top-p sampling with one torch.Generator per row, seeded by the request's seed.
+def _prefix_groups(rows: list[list[int]], min_shared: int) -> list[tuple[int, list[int]]]:
+    """Group row indices whose token rows share a prefix of at least `min_shared` tokens.
 
-    Returns logits that are -inf except at the sampled token, so greedy decoding picks it.
-    """
+    Rows are visited in lexicographic order, so rows with a common prefix are neighbours. Returns
+    (shared prefix length, member indices) per group; a shared prefix always leaves each member at
+    least one token of its own (the position whose output is read)."""
+    groups: list[tuple[int, list[int]]] = []
+    for i in sorted(range(len(rows)), key=lambda i: rows[i]):
+        if groups:
+            cut, members = groups[-1]
+            first, row = rows[members[0]], rows[i]
+            n = 0
+            limit = min(cut, len(row) - 1)
+            while n < limit and first[n] == row[n]:
+                n += 1
+            # join only if the group still saves as much (k rows sharing n tokens vs k-1 sharing cut),
+            # so the pairs that share a whole story are not merged down to a common system prompt
+            if n >= min_shared and (len(members) == 1 or len(members) * n >= (len(members) - 1) * cut):
+                groups[-1] = (n, members + [i])
+                continue
+        groups.append((len(rows[i]) - 1, [i]))
+    return groups
+
+
+class _SeededSampler:
+    """Temperature/top-p sampling with one torch.Generator per row, seeded by the request's seed,
+    so a row's sample does not depend on which batch it is in."""
 
     def __init__(self, params: list, device: str):
         import torch
@@ -212,16 +301,17 @@ class _SeededSampler:
         self.params = params
         self.generators = [torch.Generator(device=device).manual_seed(p.seed) for p in params]
 
-    def __call__(self, input_ids, scores):
+    def pick(self, logits, rows: list[int]):
+        """One token per batch row; `rows[r]` is the request index of batch row r."""
         import torch
 
-        out = torch.full_like(scores, float("-inf"))
-        for row, (p, gen) in enumerate(zip(self.params, self.generators)):
-            probs = torch.softmax(scores[row].float() / p.temperature, dim=-1)
+        tokens = []
+        for r, i in enumerate(rows):
+            p = self.params[i]
+            probs = torch.softmax(logits[r] / p.temperature, dim=-1)
             if p.top_p < 1.0:
                 sorted_p, idx = torch.sort(probs, descending=True)
                 keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < p.top_p
                 probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
-            token = torch.multinomial(probs / probs.sum(), 1, generator=gen)
-            out[row, token] = 0.0
-        return out
+            tokens.append(torch.multinomial(probs / probs.sum(), 1, generator=self.generators[i]))
+        return torch.cat(tokens)
