@@ -72,10 +72,15 @@ def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console
 
 def _pick_baseline(summaries: dict[Path, dict], wanted: str | None) -> Path | None:
     if wanted:
-        for job, s in summaries.items():
-            if s["protocol"] == wanted or job.name == wanted:
-                return job
-        raise OversightError(f"--baseline {wanted!r} matches no job; protocols: {sorted({s['protocol'] for s in summaries.values()})}")
+        matches = [job for job, s in summaries.items()
+                   if s["protocol"] == wanted or job.name == wanted or wanted in job.name.split(",")]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise OversightError(f"baseline {wanted!r} matches {len(matches)} jobs: {sorted(j.name for j in matches)}; "
+                                 f"name one protocol label or job override")
+        raise OversightError(f"baseline {wanted!r} matches no job; protocols: "
+                             f"{sorted({s['protocol'] for s in summaries.values()})}; jobs: {sorted(j.name for j in summaries)}")
     for job, s in summaries.items():
         if s["protocol"] == "direct":
             return job
@@ -156,7 +161,7 @@ class SweepCallback:
 
     def on_multirun_end(self, config, **_: Any) -> None:
         try:
-            compare(config.hydra.sweep.dir)
+            compare(config.hydra.sweep.dir, config.get("baseline"))
         except OversightError as exc:
             Console(stderr=True).print(f"[red]comparison skipped:[/red] {exc}")
 
@@ -169,7 +174,8 @@ class SweepCallback:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oversight-compare", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", help="a sweep directory under runs/ (or any directory of finished jobs)")
-    parser.add_argument("--baseline", help="protocol label (or job directory name) to pair differences against")
+    parser.add_argument("--baseline", help="protocol label, job directory name or one of a job's overrides "
+                                           "(protocol.max_depth=0) to pair differences against")
     args = parser.parse_args(argv)
     try:
         compare(args.sweep_dir, args.baseline)

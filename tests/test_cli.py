@@ -63,6 +63,14 @@ def test_sweep_writes_records_summaries_and_comparison_and_reruns_for_free(tiny_
     compare = subprocess.run([sys.executable, "-m", "oversight.compare", str(sweep), "--baseline", "direct"],
                              capture_output=True, text=True, timeout=120)
     assert compare.returncode == 0 and "debate" in compare.stdout
+    # a baseline may be named by one of its job's overrides; ambiguous or unknown names are errors
+    by_override = subprocess.run([sys.executable, "-m", "oversight.compare", str(sweep), "--baseline",
+                                  "protocol=debate"], capture_output=True, text=True, timeout=120)
+    assert by_override.returncode == 0 and "Δ vs debate" in (sweep / "comparison.md").read_text()
+    for wanted, message in (("task.n=6", "matches 4 jobs"), ("protocol=oracle", "matches no job")):
+        bad = subprocess.run([sys.executable, "-m", "oversight.compare", str(sweep), "--baseline", wanted],
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and message in bad.stderr
 
 
 def test_single_run_with_experiment_preset_and_overrides(tiny_model_dir, tmp_path):

@@ -279,6 +279,8 @@ def test_experiment_presets(experiment, task, protocol, sweep):
         cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
     assert (cfg.name, cfg.task.name, cfg.protocol.name) == (experiment, task, protocol)
     assert dict(cfg.hydra.sweeper.params) == sweep
+    # the sweep's comparison pairs every job with depth / level 0
+    assert cfg.baseline == "{}={}".format(*next(iter(sweep.items()))).split(",")[0]
 
 
 def test_decomposition_in_one_sweep_with_debate_and_consultancy(tiny_model_dir, tmp_path):
