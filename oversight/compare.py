@@ -56,6 +56,7 @@ def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console
             "model_calls": s["model_calls"], "cache_hits": s["cache_hits"], "output_tokens": s["output_tokens"],
             "calls_per_question": s.get("calls_per_question"), "wall_seconds": s["wall_seconds"],
         })
+    disambiguate_labels(rows)
     rows.sort(key=lambda r: (r["accuracy"] is None, r["accuracy"] or 0))
     baseline_label = summaries[base]["protocol"] if base is not None else "none"
     _write_csv(sweep_dir / "comparison.csv", rows)
@@ -68,6 +69,23 @@ def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console
         for renderable in report_renderables(str(job.relative_to(sweep_dir)) or ".", report) if report else ():
             console.print(renderable)
     return rows
+
+
+def disambiguate_labels(rows: list[dict]) -> None:
+    """Jobs that share a protocol label and judge (a sweep over `protocol.turns`, say) are told apart
+    in the tables by the overrides in which their job names differ."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["protocol"], row["judge"], row.get("humans")), []).append(row)
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        items = [row["job"].split(",") for row in same]
+        common = set(items[0]).intersection(*items[1:])
+        for row, own in zip(same, items):
+            differing = [item for item in own if item not in common]
+            if differing:
+                row["protocol"] = f"{row['protocol']} ({','.join(differing)})"
 
 
 def _pick_baseline(summaries: dict[Path, dict], wanted: str | None) -> Path | None:

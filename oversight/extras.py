@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oversight.compare import disambiguate_labels
 from oversight.errors import OversightError
 from oversight.records import SUMMARY, read_summary
 
@@ -26,6 +27,10 @@ def extras_table(directory: str | Path, keys: list[str] | None = None) -> str:
     if not jobs:
         raise OversightError(f"{directory}: no {SUMMARY} found in any job directory")
     summaries = [read_summary(job) for job in jobs]
+    labels = [{"job": str(job.relative_to(directory)), "protocol": s["protocol"], "judge": s["judge"]}
+              for job, s in zip(jobs, summaries)]
+    disambiguate_labels(labels)  # jobs sharing a label are told apart by their overrides, as in comparisons
+    summaries = [{**s, "protocol": label["protocol"]} for s, label in zip(summaries, labels)]
     if keys is None:
         keys = []
         for s in summaries:

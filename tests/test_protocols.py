@@ -68,6 +68,49 @@ def test_debate_rounds_and_turn_order(hf, turns):
         assert backend.batches == [4, 4, 4, 4]
 
 
+@pytest.mark.parametrize("first", [1, "alternate", "both"])
+def test_sequential_debate_opening_side(hf, first):
+    from protocols.debate import opening_side
+
+    outcomes, _ = run(hf, {"name": "debate", "rounds": 2, "turns": "sequential", "first": first,
+                           "argument": {"format": "free", "word_limit": 8}}, n=8)
+    openers = []
+    for o in outcomes:
+        expected = [0, 1] if first == "both" else [opening_side(o.question.id) if first == "alternate" else 1]
+        assert [t.info["first_speaker"] for t in o.value] == expected
+        assert len({t.episode for t in o.value}) == len(o.value)  # one judged episode per opening order
+        for transcript, opener in zip(o.value, expected):
+            assert [t.side for t in transcript.turns] == [opener, 1 - opener] * 2
+            # the round's second speaker saw the opener's argument
+            assert o.graph.g.has_edge(transcript.turns[0].node, transcript.turns[1].node)
+        openers.append(expected[0])
+    if first == "alternate":
+        assert set(openers) == {0, 1}  # 8 question ids: both openings occur, fixed per id
+        assert [opening_side(o.question.id) for o in outcomes] == openers
+
+
+def test_first_speaker_metrics_on_known_judgments():
+    from oversight.types import Judgment, Record, Transcript
+    from protocols.debate import Config, extra_metrics
+
+    def record(first_speakers, chosen):
+        transcripts = [Transcript(protocol="debate", episode=f"first-{f}", info={"first_speaker": f})
+                       for f in first_speakers]
+        judgments = [Judgment(judge="likelihood", episode=f"first-{f}", chosen=c, p=[0.8, 0.2] if c == 0 else [0.2, 0.8])
+                     for f, c in zip(first_speakers, chosen)]
+        return Record(question_id="q", question="?", options=["a", "b"], correct_index=0, protocol="debate",
+                      transcripts=transcripts, judgments=judgments)
+
+    # the judge always picks option 0: it sides with the opener exactly when side 0 opened
+    m = extra_metrics([record([0, 1], [0, 0]), record([0, 1], [0, 0])], Config(turns="sequential", first="both"))
+    assert m["first_speaker_win_rate"] == 0.5 and m["first_speaker_p"] == pytest.approx(0.5)
+    # the judge always picks the opener
+    m = extra_metrics([record([0, 1], [0, 1])], Config(turns="sequential", first="both"))
+    assert m["first_speaker_win_rate"] == 1.0 and m["first_speaker_p"] == pytest.approx(0.8)
+    assert m["debates_judged"] == 2
+    assert extra_metrics([record([0], [0])], Config(turns="simultaneous")) == {}
+
+
 def test_free_arguments_mark_fabricated_quotes_unverified():
     story = "Alice lives in Paris. Bob lives in Berlin."
     quotes = extract("As the story says, <quote>Alice lives in Paris</quote> and <quote>Alice lives in Rome</quote>", story)
@@ -81,5 +124,7 @@ def test_bad_protocol_values_name_the_key():
         build_protocol({"name": "debate", "rounds": 0})
     with pytest.raises(ConfigError, match=r"protocol\.turns"):
         build_protocol({"name": "debate", "turns": "whenever"})
+    with pytest.raises(ConfigError, match=r"protocol\.first"):
+        build_protocol({"name": "debate", "turns": "sequential", "first": 2})
     with pytest.raises(ConfigError, match=r"protocol\.module='protocols\.nope' cannot be imported"):
         build_protocol({"name": "nope"})

@@ -18,7 +18,7 @@ from typing import Any
 
 from oversight.backends.base import Backend, length_batches, render_chat
 from oversight.errors import ConfigError
-from oversight.models import WeightsSource, local_weights
+from oversight.models import WeightsSource, local_weights, weights_fingerprint
 from oversight.types import Call, CallResult
 
 
@@ -59,7 +59,9 @@ class HFBackend(Backend):
             getattr(self.tokenizer, "chat_template", None)
         )
         weights_id = model_cfg.get("name") or self.path
-        digest = hashlib.sha256(f"{self.path}|{dtype}|{self.use_chat_template}".encode()).hexdigest()[:12]
+        # content, not location: the same weights share a call cache across machines and venvs
+        digest = hashlib.sha256(
+            f"{weights_fingerprint(self.path)}|{dtype}|{self.use_chat_template}".encode()).hexdigest()[:12]
         self.identity = f"hf:{weights_id}:{digest}"
         self._lock = threading.Lock()  # one forward pass at a time per model
         self.base, self.head = self.model.get_decoder(), self.model.get_output_embeddings()

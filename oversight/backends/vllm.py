@@ -33,7 +33,7 @@ from typing import Any
 
 from oversight.backends.base import Backend, render_chat
 from oversight.errors import ConfigError
-from oversight.models import WeightsSource, local_weights
+from oversight.models import WeightsSource, local_weights, weights_fingerprint
 from oversight.types import Call, CallResult
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ class VLLMBackend(Backend):
         )
         version = getattr(vllm, "__version__", "?")
         digest = hashlib.sha256(
-            f"{model}|{tokenizer}|{dtype}|{self.use_chat_template}|{version}".encode()
+            f"{weights_fingerprint(model)}|{weights_fingerprint(tokenizer)}|{dtype}|{self.use_chat_template}|{version}"
+            .encode()
         ).hexdigest()[:12]
         self.identity = f"vllm:{model_cfg.get('name') or model}:{digest}"
         self.batch_size = int(backend_cfg.get("batch_size") or 0)  # 0: the whole engine batch at once
