@@ -13,7 +13,6 @@ probabilities, mapped back to the original order, are averaged.
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import time
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from oversight.engine import Context
 from oversight.errors import ConfigError
+from oversight.metrics import softmax
 from oversight.transcripts import LETTERS, render
 from oversight.types import Judgment, OrderJudgment, Question, SamplingParams, Transcript
 from oversight.verdicts import combine_orders, presentation_orders
@@ -71,13 +71,13 @@ class ModelJudge:
             out = await ctx.loglikelihood(self.cfg.role, _messages(text), [" " + o for o in question.options],
                                           prefix=prefix, deps=deps, label="judge", order=order,
                                           episode=transcript.episode)
-            return OrderJudgment(order=order, p=_softmax(out.logprobs, self.cfg.temperature))
+            return OrderJudgment(order=order, p=softmax(out.logprobs, self.cfg.temperature))
         if kind == "logprob":
             letters = [" " + LETTERS[i] for i in range(len(order))]
             out = await ctx.next_token(self.cfg.role, _messages(text + "\n\nAnswer with the letter of the correct option."),
                                        letters, prefix="Answer:", deps=deps, label="judge", order=order,
                                        episode=transcript.episode)
-            shown = _softmax(out.logprobs, self.cfg.temperature)
+            shown = softmax(out.logprobs, self.cfg.temperature)
             return OrderJudgment(order=order, p=_to_original(shown, order))
         prompt = text + (f"\n\nThink briefly, then finish with a line 'Answer: X' where X is one of "
                          f"{', '.join(LETTERS[: len(order)])}.")
@@ -110,13 +110,6 @@ def parse_letter(text: str, n_options: int) -> int | None:
 
 def _messages(user: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
-
-
-def _softmax(scores: list[float], temperature: float) -> list[float]:
-    top = max(scores)
-    exps = [math.exp((s - top) / temperature) for s in scores]
-    total = sum(exps)
-    return [e / total for e in exps]
 
 
 def _to_original(shown: list[float], order: list[int]) -> list[float]:

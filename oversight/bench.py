@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from oversight.backends import get_backend
-from oversight.engine import Context, Engine
+from oversight.engine import Engine
 from oversight.tasks.hidden_passage import generate as hidden_passage
 from oversight.types import Call
 

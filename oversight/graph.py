@@ -44,6 +44,23 @@ class CallGraph:
         return nx.node_link_graph(data, edges="edges")
 
 
+def call_costs(graphs: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Model calls and tokens in saved graphs (node-link JSON), whether a backend or the call cache
+    answered them: what a protocol costs, independent of what happened to be cached. `judge_calls`
+    are the calls labelled "judge"; the rest are the protocol's own."""
+    totals = {"calls": 0, "judge_calls": 0, "prompt_tokens": 0, "output_tokens": 0}
+    for graph in graphs:
+        for node in graph.get("nodes", ()):
+            if node.get("kind") != "call":
+                continue
+            out = node.get("output") or {}
+            totals["calls"] += 1
+            totals["judge_calls"] += node.get("label") == "judge"
+            totals["prompt_tokens"] += out.get("prompt_tokens", 0)
+            totals["output_tokens"] += out.get("output_tokens", 0)
+    return totals
+
+
 def draw(graph: nx.DiGraph | dict[str, Any], path: str | Path) -> Path:
     """Draw a call graph (from a record's `graph` field or a DiGraph) to an image file."""
     import matplotlib

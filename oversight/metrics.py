@@ -104,6 +104,14 @@ def paired_difference(a: dict[str, float], b: dict[str, float], confidence: floa
     return {"n": n, "diff": mean, "ci_low": float(low), "ci_high": float(high), "p_value": p_value}
 
 
+def softmax(scores: Sequence[float], temperature: float = 1.0) -> list[float]:
+    """Probabilities from log-scores (log-likelihoods of options), at a temperature."""
+    top = max(scores)
+    exps = [math.exp((s - top) / temperature) for s in scores]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
 def auroc(scores: Sequence[float], labels: Sequence[bool | int]) -> float:
     """Area under the ROC curve: the probability that a random positive outscores a random negative
     (ties count half; the Mann-Whitney U statistic). NaN unless both classes are present."""

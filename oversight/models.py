@@ -109,12 +109,13 @@ def _sample_file(h, f: Path) -> None:
         h.update(handle.read(_SAMPLE))
 
 
-def _file_sha256(path: Path) -> str:
+def _record_source(converted: Path, gguf: Path) -> None:
+    """Write which GGUF a converted directory came from, by content (`weights_fingerprint` reads it)."""
     h = hashlib.sha256()
-    with path.open("rb") as handle:
+    with gguf.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
             h.update(block)
-    return h.hexdigest()
+    (converted / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": h.hexdigest()}))
 
 
 def local_weights(source: WeightsSource) -> str:
@@ -124,9 +125,8 @@ def local_weights(source: WeightsSource) -> str:
         return directory
     target = converted_dir(source)
     if (target / "done").exists():
-        if not (target / "source.json").exists():  # converted by an older version: record the source hash
-            (target / "source.json").write_text(json.dumps(
-                {"gguf": gguf_name, "gguf_sha256": _file_sha256(Path(directory) / gguf_name)}))
+        if not (target / "source.json").exists():  # converted by an older version
+            _record_source(target, Path(directory) / gguf_name)
         return str(target)
     with _convert_lock:
         if not (target / "done").exists():
@@ -152,7 +152,7 @@ def _convert_gguf(directory: str, gguf_name: str, target: Path) -> None:
     config.pop("quantization_config", None)
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     tokenizer.save_pretrained(str(tmp))
-    (tmp / "source.json").write_text(json.dumps({"gguf": gguf_name, "gguf_sha256": _file_sha256(Path(directory) / gguf_name)}))
+    _record_source(tmp, Path(directory) / gguf_name)
     (tmp / "done").write_text("ok\n")
     if target.exists():  # another process won the race
         return

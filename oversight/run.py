@@ -16,7 +16,7 @@ from oversight.backends import get_backend
 from oversight.cache import CallCache
 from oversight.engine import Context, Engine
 from oversight.errors import ConfigError
-from oversight.graph import CallGraph
+from oversight.graph import call_costs
 from oversight.metrics import summarise
 from oversight.models import cache_root
 from oversight.records import write_records, write_summary
@@ -96,8 +96,7 @@ def run_job(cfg: dict[str, Any], out_dir: str | Path, on_progress=None) -> dict[
         "prompt_tokens": engine.stats.prompt_tokens,
         "output_tokens": engine.stats.output_tokens,
         # cost of the protocol itself, whether or not the calls were answered from the cache
-        "calls_per_question": sum(1 for r in records for _, d in CallGraph.from_json(r.graph).nodes(data=True)
-                                  if d.get("kind") == "call") / max(1, len(records)),
+        "calls_per_question": call_costs(r.graph for r in records)["calls"] / max(1, len(records)),
         "backend_seconds": round(engine.stats.backend_seconds, 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
         "extra": protocol.extra_metrics(records, protocol.cfg) if protocol.extra_metrics else {},

@@ -25,10 +25,10 @@ def show_turn(turn: Turn, passage: str | None) -> str:
 
 
 def ordered_turns(transcript: Transcript, order: Sequence[int]) -> list[Turn]:
-    """Turns as the judge reads them. Sequential debates keep their speaking order (the second
+    """Turns as the judge reads them. Sequential transcripts keep their speaking order (the second
     speaker answers the first); otherwise each round follows the presentation order of the options,
     so judging in both orders also swaps who is read first."""
-    if transcript.info.get("first_speaker") is not None:
+    if transcript.sequential:
         return list(transcript.turns)
     rank = {option: position for position, option in enumerate(order)}
     return sorted(transcript.turns, key=lambda t: (t.round, rank.get(t.side, -1) if t.side is not None else -1))

@@ -113,6 +113,8 @@ class Transcript(BaseModel):
     passage: str | None = Field(default=None, description="hidden context, set only if the judge may see it")
     assigned_side: int | None = Field(default=None, description="consultancy: the side the consultant argued")
     episode: str = "main"
+    sequential: bool = Field(default=False, description="turns were spoken in this order, each seeing the ones "
+                                                        "before it: the judge reads them as spoken")
     info: dict[str, Any] = Field(default_factory=dict,
                                  description="protocol facts about this episode, never shown to the judge "
                                              "(e.g. which decomposer was used, which assistance a reward saw)")

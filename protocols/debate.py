@@ -59,7 +59,7 @@ async def _debate(question: Question, ctx: Context, cfg: Config, first: int | No
             for side in (first, 1 - first):
                 turns.append(await argue(ctx, "debater", question, side, cfg.argument, list(turns), r, 1 - side))
     info = {} if first is None else {"first_speaker": first}
-    return Transcript(protocol=cfg.name, turns=turns, episode=episode, info=info)
+    return Transcript(protocol=cfg.name, turns=turns, episode=episode, sequential=first is not None, info=info)
 
 
 def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:

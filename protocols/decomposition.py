@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from oversight.engine import Context
 from oversight.errors import ConfigError
-from oversight.graph import CallGraph
+from oversight.graph import CallGraph, call_costs
 from oversight.quotes import normalise, sentences
 from oversight.types import Question, Record, SamplingParams, Transcript, Turn
 
@@ -419,16 +419,9 @@ def tree_graph(graph: "nx.DiGraph | dict[str, Any]") -> "nx.DiGraph":
 def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:
     """Tree shape, the tree's own answer accuracy, cost per question and accuracy per unit of cost."""
     infos = [t.info for r in records for t in r.transcripts if t.info]
-    calls = protocol_calls = prompt_tokens = output_tokens = 0
-    for r in records:
-        for _, d in CallGraph.from_json(r.graph).nodes(data=True):
-            if d.get("kind") != "call":
-                continue
-            calls += 1
-            protocol_calls += d.get("label") != "judge"
-            out = d.get("output") or {}
-            prompt_tokens += out.get("prompt_tokens", 0)
-            output_tokens += out.get("output_tokens", 0)
+    cost = call_costs(r.graph for r in records)
+    calls, prompt_tokens, output_tokens = cost["calls"], cost["prompt_tokens"], cost["output_tokens"]
+    protocol_calls = calls - cost["judge_calls"]
     n = max(1, len(records))
     scored = [r.correct for r in records if r.correct is not None]
     accuracy = sum(scored) / len(scored) if scored else float("nan")

@@ -26,7 +26,6 @@ each reward saw; the transcript's `info` holds the same tree.
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from oversight.engine import Context
 from oversight.errors import ConfigError
-from oversight.graph import CallGraph
+from oversight.graph import call_costs
+from oversight.metrics import softmax
 from oversight.reward import reward_metrics, rewards_and_labels
 from oversight.types import Question, Record, Transcript, Turn
 
@@ -96,7 +96,7 @@ async def check(ctx: Context, claim: Claim, level: int, path: str) -> Check:
         out = await ctx.loglikelihood(
             "checker", [{"role": "system", "content": CHECK_SYSTEM}, {"role": "user", "content": claim.question}],
             [" " + c for c in candidates], prefix=claim.prefix, label="check", level=0, claim=claim.text, path=path)
-        p = _softmax(out.logprobs)
+        p = softmax(out.logprobs)
         ok = p[0] >= max(p[1:], default=0.0)
         ctx.graph.set(out.node, ok=ok, p_claim=p[0])
         return Check(claim, 0, p[0], ok, out.node)
@@ -124,12 +124,6 @@ def _walk(c: Check):
         yield from _walk(part)
 
 
-def _softmax(scores: list[float]) -> list[float]:
-    top = max(scores)
-    exps = [math.exp(s - top) for s in scores]
-    return [e / sum(exps) for e in exps]
-
-
 def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:
     """Reward accuracy, AUROC, ECE and Brier of the reward against correctness, the assistants' own
     verdict accuracy, and cost per judged answer."""
@@ -138,13 +132,8 @@ def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:
              if s.get("holds") is not None]
     verdicts = [(t.info.get("verdict"), r) for r in records for t in r.transcripts if t.info.get("verdict")]
     judged = sum(1 for r in records for j in r.judgments if j.p)
-    calls = tokens = 0
-    for r in records:
-        for _, d in CallGraph.from_json(r.graph).nodes(data=True):
-            if d.get("kind") == "call":
-                calls += 1
-                out = d.get("output") or {}
-                tokens += out.get("prompt_tokens", 0) + out.get("output_tokens", 0)
+    cost = call_costs(r.graph for r in records)
+    calls, tokens = cost["calls"], cost["prompt_tokens"] + cost["output_tokens"]
     return {
         "level": cfg.level,
         **reward_metrics(rewards, labels),

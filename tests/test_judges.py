@@ -10,7 +10,7 @@ from oversight.backends.hf import HFBackend
 from oversight.engine import Engine
 from oversight.errors import ConfigError
 from oversight.tasks.hidden_passage import generate as hidden_passage
-from oversight.types import OrderJudgment, Question, Transcript, Turn
+from oversight.types import OrderJudgment, Question, Transcript
 from oversight.verdicts import combine_orders
 from protocols import build_protocol
 

@@ -70,6 +70,7 @@ def test_debate_rounds_and_turn_order(hf, turns):
 
 @pytest.mark.parametrize("first", [1, "alternate", "both"])
 def test_sequential_debate_opening_side(hf, first):
+    from oversight.transcripts import ordered_turns
     from protocols.debate import opening_side
 
     outcomes, _ = run(hf, {"name": "debate", "rounds": 2, "turns": "sequential", "first": first,
@@ -81,6 +82,9 @@ def test_sequential_debate_opening_side(hf, first):
         assert len({t.episode for t in o.value}) == len(o.value)  # one judged episode per opening order
         for transcript, opener in zip(o.value, expected):
             assert [t.side for t in transcript.turns] == [opener, 1 - opener] * 2
+            # the judge reads a sequential debate as spoken, in either presentation order
+            assert transcript.sequential
+            assert ordered_turns(transcript, [0, 1]) == ordered_turns(transcript, [1, 0]) == transcript.turns
             # the round's second speaker saw the opener's argument
             assert o.graph.g.has_edge(transcript.turns[0].node, transcript.turns[1].node)
         openers.append(expected[0])

@@ -1,12 +1,16 @@
 """Hugging Face transformers, in-process, CPU or GPU: the embedded default backend.
 
-- generate: prompts sorted by length and cut into batches (left padding), greedy or sampled with a
-  per-request seed (a logits processor samples each row from its own generator, so a request's
-  output does not depend on which batch it landed in);
-- next_token: one forward pass, log-softmax at the last prompt position, read off the candidates'
+- generate: prompts sorted by length and cut into batches (left padding), then a decode loop,
+  greedy or sampled with a per-request seed (each row samples from its own generator, so a
+  request's output does not depend on which batch it landed in); a row leaves the batch when it
+  ends;
+- next_token: one context pass, log-softmax at the last prompt position, read off the candidates'
   first tokens;
-- loglikelihood: prompt + continuation tokens in one sequence (right padding), summed log-probs of
-  the continuation tokens (as lm-evaluation-harness scores multiple choice).
+- loglikelihood: one context pass per call, then every continuation's later tokens on a copy of
+  its KV cache; summed log-probs of the continuation tokens (as lm-evaluation-harness scores
+  multiple choice).
+
+Every context pass shares prompt prefixes within a batch (`prefix_sharing`, see `_prefill`).
 """
 
 from __future__ import annotations
@@ -154,12 +158,9 @@ class HFBackend(Backend):
         """
         import torch
 
-        pad = self.tokenizer.pad_token_id
         groups = _prefix_groups(rows, self.prefix_sharing) if self.prefix_sharing else []
         if not any(len(members) > 1 for _, members in groups):
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
-            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+            ids, mask = self._left_pad(rows)
             out = self.base(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                             use_cache=True)
             return out.last_hidden_state[:, -1], out.past_key_values, mask
@@ -173,15 +174,21 @@ class HFBackend(Backend):
         _, cache, head_mask = self._prefill([rows[members[0]][: cuts[members[0]]] for _, members in groups])
         index = torch.tensor(group_of, device=self.device)
         cache.reorder_cache(index)  # one row per group -> one row per batch row
-        tails = [r[c:] for r, c in zip(rows, cuts)]
-        ws = max(len(t) for t in tails)
-        ids = torch.tensor([[pad] * (ws - len(t)) + t for t in tails], device=self.device)
-        mask = torch.cat([head_mask[index], torch.tensor(
-            [[0] * (ws - len(t)) + [1] * len(t) for t in tails], device=self.device)], dim=-1)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ws:]
+        ids, tail_mask = self._left_pad([r[c:] for r, c in zip(rows, cuts)])
+        mask = torch.cat([head_mask[index], tail_mask], dim=-1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
         out = self.base(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                         use_cache=True)
         return out.last_hidden_state[:, -1], out.past_key_values, mask
+
+    def _left_pad(self, rows: list[list[int]]):
+        """Token rows as one right-aligned id tensor and its attention mask."""
+        import torch
+
+        width, pad = max(len(r) for r in rows), self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        return ids, mask
 
     def _batches(self, order, prompts, extra, same=None):
         return length_batches(order, [len(p) for p in prompts], self.batch_size, self.max_batch_tokens, extra, same)
