@@ -508,6 +508,10 @@ class JudgeApp(App):
         return {"started_at": self.started_at, "seconds": time.monotonic() - self.started_clock}
 
     def _tick(self) -> None:
+        # The interval can fire once more while the app closes and its widgets are already gone: a
+        # judge who has left decides nothing then (the item stays pending and comes back next time).
+        if not self.screen.query("#message"):
+            return
         limit = self.session.settings.time_limit
         if self.item is not None and limit and not self.forced and time.monotonic() - self.started_clock >= limit:
             if self.session.settings.on_timeout == "skip":

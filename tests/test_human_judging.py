@@ -361,6 +361,21 @@ def test_ui_time_limit_skip_records_a_timed_out_item(runs, tmp_path):
     assert rows[0].seconds >= 0.5
 
 
+def test_a_time_limit_tick_while_the_ui_closes_records_nothing(runs, tmp_path):
+    """Closing the app removes its widgets before its interval timer stops; a tick in between once
+    crashed the app (NoMatches '#message') after recording a timeout nobody saw."""
+    run = Runs.fresh(runs.get("human"), tmp_path / "job")
+
+    async def script(pilot, app):
+        await app.query_one("#message").remove()  # the state a closing app passes through
+        app.started_clock -= 1000  # the shown item's time is long up
+        app._tick()
+
+    run_ui(run, "alice", script, overrides={"time_limit": 30, "on_timeout": "skip"})
+    with HumanStore(run) as store:
+        assert store.rows("alice") == []
+
+
 def test_ui_time_limit_force_makes_the_judge_answer(runs, tmp_path):
     run = Runs.fresh(runs.get("human"), tmp_path / "job")
 
