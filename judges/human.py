@@ -85,7 +85,7 @@ class HumanJudge(Judge, HumanSettings):
 
 def human_rows(job_dir: Path, summary: dict[str, Any]) -> JudgeReport | None:
     """A job's records joined with its human judgments: the comparison rows of judges with people."""
-    from judges.policies import human_report, report_renderables
+    from judges.human_report import human_report, report_renderables
 
     found = human_report(job_dir, summary)
     if found is None:

@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
 def _print_status(run_dir: str) -> int:
     from rich.console import Console
 
-    from judges.policies import human_report
+    from judges.human_report import human_report
 
     summary = read_summary(run_dir)
     report = human_report(run_dir, summary, write=False)
