@@ -112,6 +112,7 @@ class OpenAIBackend(Backend):
         self.identity = identity
         self._token_cache: OrderedDict[str, list[int]] = OrderedDict()
         self._token_cache_lock = threading.Lock()
+        self._limit_asked = False  # whether GET /models was asked for max_model_len (once per backend)
 
     # ---- public entry -------------------------------------------------------------------------
 
@@ -125,6 +126,8 @@ class OpenAIBackend(Backend):
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout_s)) as client:
             session = _Session(self, client, asyncio.Semaphore(self.concurrency))
+            if not self._limit_asked:
+                await session.ask_context_limit()
             return list(await asyncio.gather(*(session.answer(call) for call in calls)))
 
     def run_sync(self, calls: list[Call]) -> list[CallResult]:
@@ -189,6 +192,26 @@ class _Session:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             return CallResult(error=f"unexpected response from {self.b.base_url}: {type(exc).__name__}: {exc}")
 
+    async def ask_context_limit(self) -> None:
+        """Read the server's context length once: vLLM (and oversight-serve) list `max_model_len`
+        per model in GET /models. Servers that do not (llama.cpp's, hosted APIs) leave it unknown,
+        and then a too-long prompt fails with the server's own error."""
+        self.b._limit_asked = True
+        try:
+            response = await self.client.get(f"{self.b.base_url}/models", timeout=min(self.b.timeout_s, 10.0))
+            entries = (response.json().get("data") or []) if response.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return  # the calls themselves report an unreachable server, with retries
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("id") == self.b.served_name and entry.get("max_model_len"):
+                self.b.max_context = int(entry["max_model_len"])
+                self.b.max_context_source = f"max_model_len of {self.b.served_name} in {public_url(self.b.base_url)}/models"
+
+    def check_context(self, prompt_tokens: int, added: int, added_what: str) -> None:
+        error = self.b.context_error(prompt_tokens, added, added_what)
+        if error:
+            raise RequestFailed(error)
+
     # ---- call kinds ---------------------------------------------------------------------------
 
     async def generate(self, call: Call) -> CallResult:
@@ -215,6 +238,7 @@ class _Session:
         for text, ids in zip(call.candidates, candidates):
             if not ids:
                 raise RequestFailed(f"candidate {text!r} encodes to no tokens")
+        self.check_context(len(context), 2, "tokens (the candidate's first token and max_tokens=1)")
         firsts = list(dict.fromkeys(ids[0] for ids in candidates))
         scores = dict(zip(firsts, await self.score(context, [[t] for t in firsts])))
         return CallResult(logprobs=[scores[ids[0]] for ids in candidates], prompt_tokens=len(context))
@@ -226,6 +250,8 @@ class _Session:
         for text, ids in zip(call.candidates, conts):
             if not ids:
                 raise RequestFailed(f"continuation {text!r} encodes to no tokens")
+        self.check_context(len(context), max(len(c) for c in conts) + 1,
+                           "tokens (the longest option and max_tokens=1)")
         scores = await self.score(context, conts)
         return CallResult(logprobs=scores, prompt_tokens=len(context) + sum(len(c) for c in conts))
 
