@@ -124,6 +124,21 @@ def test_prefix_shared_generation_equals_unshared_and_one_at_a_time(tiny_model_c
         assert together == [(shared.generate([c])[0].text, shared.generate([c])[0].output_tokens) for c in calls]
 
 
+def test_preallocated_kv_cache_changes_no_output(tiny_model_cfg):
+    from oversight.bench import transformers_generate
+
+    on = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 4})
+    off = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 4, "preallocate_kv": False})
+    greedy = _story_calls("generate", params=SamplingParams(max_new_tokens=12))
+    sampled = _story_calls("generate", params=SamplingParams(max_new_tokens=12, temperature=1.0, seed=5))
+    for calls in (greedy, sampled):
+        assert [(r.text, r.output_tokens) for r in on.generate(calls)] == [
+            (r.text, r.output_tokens) for r in off.generate(calls)]
+    # and greedy decoding is what transformers' own generate() writes for the same prompts
+    _, _, texts = transformers_generate(on, greedy, batch_size=8)
+    assert texts == [r.text for r in on.generate(greedy)]
+
+
 def test_prefix_sharing_rejects_negative_values(tiny_model_cfg):
     from oversight.errors import ConfigError
 

@@ -72,6 +72,8 @@ class HFBackend(Backend):
         self.prefix_sharing = int(backend_cfg.get("prefix_sharing", 16))
         if self.prefix_sharing < 0:
             raise ConfigError(f"backend.prefix_sharing must be >= 0 tokens, got {self.prefix_sharing}")
+        # preallocate the KV cache for decoding (outputs unchanged; off: transformers' growing cache)
+        self.preallocate_kv = bool(backend_cfg.get("preallocate_kv", True))
         self.max_context = getattr(self.model.config, "max_position_embeddings", None)
         self.max_context_source = f"max_position_embeddings in {self.path}/config.json"
         eos = self.model.generation_config.eos_token_id
@@ -121,7 +123,9 @@ class HFBackend(Backend):
         outputs: list[list[int]] = [[] for _ in prompts]
         active = list(range(len(prompts)))  # batch row -> prompt index
         with self.exclusive(), torch.inference_mode():
-            hidden, cache, mask = self._prefill(prompts)
+            # room for every new token in the KV cache up front: a decode step writes in place
+            # instead of copying the whole cache (torch.cat), which was 12% of a step
+            hidden, cache, mask = self._prefill(prompts, reserve=limit if self.preallocate_kv else 0)
             positions = torch.tensor([len(p) for p in prompts], device=self.device)
             for _ in range(limit):
                 logits = self.head(hidden).float()
@@ -149,7 +153,7 @@ class HFBackend(Backend):
                 positions = positions + 1
         return outputs
 
-    def _prefill(self, rows: list[list[int]]):
+    def _prefill(self, rows: list[list[int]], reserve: int = 0):
         """Run a batch of token rows through the model; return the last position's hidden state
         [B, H], the KV cache and the attention mask. Every row ends at the last column.
 
@@ -158,14 +162,16 @@ class HFBackend(Backend):
         runs once, its KV cache is copied to the group's rows, and only the rest of each row runs
         in a second pass. The group prefixes are themselves prefilled this way, so a system prompt
         that every group shares also runs once. Position ids follow the attention mask, so padding
-        may sit between a prefix and its suffix.
+        may sit between a prefix and its suffix. `reserve` > 0 leaves that many free positions per
+        row in the KV cache, for decoding.
         """
         import torch
 
         groups = _prefix_groups(rows, self.prefix_sharing) if self.prefix_sharing else []
         if not any(len(members) > 1 for _, members in groups):
             ids, mask = self._left_pad(rows)
-            out = self._forward(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+            out = self._forward(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                                cache=_reserved_cache(self.model, reserve))
             return out.last_hidden_state[:, -1], _output_cache(out), mask
         # singletons split where the longest grouped suffix starts, so the second pass stays narrow
         suffix_width = max(len(rows[m[0]]) - cut for cut, m in groups if len(m) > 1)
@@ -174,7 +180,7 @@ class HFBackend(Backend):
             for i in members:
                 cuts[i] = cut if len(members) > 1 else min(len(rows[i]) - 1, max(1, len(rows[i]) - suffix_width))
                 group_of[i] = g
-        _, cache, head_mask = self._prefill([rows[members[0]][: cuts[members[0]]] for _, members in groups])
+        _, cache, head_mask = self._prefill([rows[members[0]][: cuts[members[0]]] for _, members in groups], reserve)
         index = torch.tensor(group_of, device=self.device)
         cache.reorder_cache(index)  # one row per group -> one row per batch row
         ids, tail_mask = self._left_pad([r[c:] for r, c in zip(rows, cuts)])
@@ -287,6 +293,56 @@ class HFBackend(Backend):
                     for j, (_, i, k, _) in enumerate(tails):
                         rest[(i, k)] = float(sums[j])
             yield batch, first, rest
+
+
+def _reserved_cache(model, reserve: int):
+    """A KV cache whose full-attention layers keep `reserve` free positions per row past what they
+    hold, so appending a decoding step writes into place; None (transformers' default cache) when
+    `reserve` is 0 or this transformers has no cache-layer API."""
+    if reserve <= 0:
+        return None
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        cache = DynamicCache(config=model.config)
+    except (ImportError, TypeError):
+        return None
+    layer_class = _reserving_layer_class(DynamicLayer)
+    cache.layers = [layer_class(reserve) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+@lru_cache(maxsize=1)
+def _reserving_layer_class(dynamic_layer):
+    class ReservingLayer(dynamic_layer):
+        """transformers' DynamicLayer over a buffer with `reserve` spare positions: `keys`/`values`
+        are views of the filled part. A reorder (rows dropped or copied) makes them plain tensors
+        again; the next update moves them into a new buffer."""
+
+        def __init__(self, reserve: int):
+            super().__init__()
+            self.reserve = reserve
+            self.buffers = None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            held, added = self.get_seq_length(), key_states.shape[-2]
+            buffers = self.buffers
+            if buffers is None or self.keys._base is not buffers[0] or held + added > buffers[0].shape[-2]:
+                size = held + added + self.reserve
+                buffers = tuple(new.new_empty((*new.shape[:2], size, new.shape[-1]))
+                                for new in (key_states, value_states))
+                if held:
+                    buffers[0][:, :, :held] = self.keys
+                    buffers[1][:, :, :held] = self.values
+                self.buffers = buffers
+            buffers[0][:, :, held:held + added] = key_states
+            buffers[1][:, :, held:held + added] = value_states
+            self.keys, self.values = buffers[0][:, :, :held + added], buffers[1][:, :, :held + added]
+            return self.keys, self.values
+
+    return ReservingLayer
 
 
 def _cache_argument(module) -> str:
