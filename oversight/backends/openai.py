@@ -237,10 +237,12 @@ class _Session:
             if call.kind == "generate":
                 return []
             return ["completion_logprobs"] if call.kind == "next_token" and top else ["tokenize_text", "echo"]
+        # a prefix (the start of the assistant's reply) in a chat request needs continue_final_message
+        prefix = ["continue_final_message"] if call.prefix and self.b.server == "llama_cpp" else []
         if call.kind == "generate":
-            return ["continue_final_message"] if call.prefix and self.b.server == "llama_cpp" else []
+            return prefix
         if call.kind == "next_token" and top:
-            return ["chat_logprobs"]
+            return prefix + ["chat_logprobs"]
         return ["tokenize_messages", "echo"]
 
     async def need(self, capability: str, call: Call) -> None:
