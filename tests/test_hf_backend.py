@@ -125,7 +125,7 @@ def test_prefix_shared_generation_equals_unshared_and_one_at_a_time(tiny_model_c
 
 
 def test_preallocated_kv_cache_changes_no_output(tiny_model_cfg):
-    from oversight.bench import transformers_generate
+    from oversight.app.bench import transformers_generate
 
     on = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 4})
     off = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 4, "preallocate_kv": False})

