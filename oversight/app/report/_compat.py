@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from oversight.humans import read_human_judgments  # noqa: F401
+from oversight.humans import HumanJudgment, HumanStore, read_human_judgments  # noqa: F401
 from oversight.run import load_task  # noqa: F401
 
 
