@@ -140,7 +140,7 @@ def cost_plot(rows: list[dict[str, Any]]) -> str:
 def reliability_plot(points: list[dict[str, float]], label: str, ece: float | None) -> str:
     size, pad = 190, 30
     x = lambda v: pad + v * (size - pad - 8)  # noqa: E731
-    y = lambda v: size - pad + 8 - v * (size - pad - 8) - 8  # noqa: E731
+    y = lambda v: size - pad - v * (size - pad - 8)  # noqa: E731
     total = sum(p["count"] for p in points) or 1
     body = [f'<rect x="{x(0):.1f}" y="{y(1):.1f}" width="{x(1) - x(0):.1f}" height="{y(0) - y(1):.1f}" class="frame"/>',
             f'<line x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" class="reference"/>']
