@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ from oversight.records import read_records, read_summary
 
 
 def test_load_a_sweep_one_row_per_judgment_with_people_and_parquet(tiny_model_dir, tmp_path):
-    from oversight.app.report._compat import HumanJudgment, HumanStore
+    from judges.store import HumanJudgment, HumanStore
     from tests.test_report import run_sweep
 
     run_sweep(tiny_model_dir, tmp_path, n=5, protocols=("direct", "consultancy"))
@@ -49,3 +50,50 @@ def test_load_a_sweep_one_row_per_judgment_with_people_and_parquet(tiny_model_di
     back = pd.read_parquet(path)
     assert back.shape == df.shape and back.correct.tolist() == df.correct.tolist()
     assert [list(map(list, o)) for o in back.orders] == df.orders.tolist()
+
+
+def test_run_a_job_from_inside_a_running_event_loop_and_load_it(tiny_model_dir, tmp_path, monkeypatch):
+    import asyncio
+
+    monkeypatch.chdir(tmp_path)  # jobs land under ./runs/<name>/<overrides>, as with the command
+    overrides = ["task.n=3", f"model.path={tiny_model_dir}", "model.package=null", "model.gguf_file=null",
+                 "model.name=tiny-llama", "name=nb", "progress=false"]
+
+    async def notebook_cell():
+        assert asyncio.get_running_loop().is_running()
+        other = asyncio.create_task(asyncio.sleep(0.05, result="the notebook's own task"))
+        summary = await oversight.run_async(overrides=["protocol=debate", *overrides])
+        blocking = oversight.run(overrides=["protocol=direct", *overrides])  # the blocking call, loop running
+        return summary, blocking, await other
+
+    summary, direct, other = asyncio.run(notebook_cell())
+    assert other == "the notebook's own task"
+    job = tmp_path / "runs" / "nb" / "model.name=tiny-llama,protocol=debate,task.n=3"
+    assert Path(summary["dir"]).resolve() == job.resolve() and summary["n"] == 3
+    assert summary["config"]["protocol"]["rounds"] == 1  # composed from conf/protocol/debate.yaml
+    assert Path(direct["dir"]).name == "model.name=tiny-llama,protocol=direct,task.n=3"
+
+    df = oversight.load(tmp_path / "runs" / "nb")
+    debate = df[df.job == job.name]
+    assert len(debate) == sum(len(r.judgments) for r in read_records(job))
+    assert debate.correct.mean() == pytest.approx(summary["accuracy"])
+    assert set(df.protocol) == {"debate", "direct"}
+
+
+def test_importing_oversight_loads_no_application_code():
+    import subprocess
+    import sys
+
+    probe = "import sys, oversight; print(sorted(m for m in sys.modules if m.startswith(('oversight.app', 'judges', 'protocols'))))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_bad_overrides_are_one_config_error():
+    from oversight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="protocol") as bad:
+        oversight.run(overrides=["protocol=debat"])
+    assert "debat" in str(bad.value) and "debate" in str(bad.value)  # names the bad choice and the valid ones
+    with pytest.raises(ConfigError, match="task.nn"):
+        oversight.run(overrides=["task.nn=3"])

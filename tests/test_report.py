@@ -25,7 +25,7 @@ def run_sweep(model_dir: Path, root: Path, n: int = 6, protocols=PROTOCOLS) -> s
             f"model.path={model_dir}", "model.package=null", "model.gguf_file=null", "model.name=tiny-llama",
             "progress=false"]
     env = {**os.environ, "OVERSIGHT_CALL_CACHE": str(root / "calls.sqlite")}
-    proc = subprocess.run([sys.executable, "-m", "oversight.cli", *args], cwd=root, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "oversight.app.cli", *args], cwd=root, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, f"sweep failed:\n{proc.stdout}\n{proc.stderr}"
     return proc

@@ -145,7 +145,7 @@ def test_browse_a_sweep_report(sweep, browser, tmp_path):
     expected = [t for tr in record.transcripts for t in tr.turns]
     assert len(turns) == len(expected)
     for element, turn in zip(turns, expected):
-        assert element.find_element(By.CSS_SELECTOR, ".label").text.lower() == turn.speaker.lower()
+        assert element.find_element(By.CSS_SELECTOR, ".label").text == turn.label
         for quote, shown_quote in zip(turn.quotes, element.find_elements(By.CSS_SELECTOR, ".quote")):
             assert shown_quote.find_element(By.CSS_SELECTOR, ".quote-text").text == quote.text
             assert ("verified" if quote.verified else "unverified") in shown_quote.get_attribute("class").split()
@@ -180,7 +180,7 @@ def test_browse_a_sweep_report(sweep, browser, tmp_path):
 
 def hostile_job(source: Path, target: Path) -> Path:
     """A copy of a real job whose records say HOSTILE wherever the report shows text."""
-    from oversight.app.report._compat import HumanJudgment, HumanStore
+    from judges.store import HumanJudgment, HumanStore
 
     shutil.copytree(source, target)
     records = []

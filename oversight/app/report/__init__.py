@@ -19,6 +19,7 @@ report.js builds the DOM with textContent and never parses model output as marku
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import shutil
@@ -31,12 +32,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from oversight.app.report import plots
 from oversight.errors import OversightError
 from oversight.graph import call_costs
 from oversight.quotes import QUOTE_TAG
+from oversight.plugins import TARGET
 from oversight.records import SUMMARY, read_records, read_summary
-from oversight.types import Record, Turn
+from oversight.types import Question, Record, Turn
 
 REPORT_DIR = "report"
 ASSETS = ("report.js", "report.css")
@@ -109,11 +113,24 @@ _NUMERIC = {"n", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_l
 def comparison_rows(directory: Path, baseline: str | None = None) -> Comparison:
     """The sweep's comparison rows, as `oversight-compare` computes them (paired differences with
     oversight.metrics.paired_difference, human rows joined from each job's store)."""
-    from oversight.app.report._compat import comparison
+    from oversight.app.compare import comparison
 
-    rows, base = comparison(directory, baseline)
-    return Comparison(rows=[{k: _number(v) if k in _NUMERIC else v for k, v in r.items()} for r in rows],
-                      baseline=base)
+    found = comparison(directory, baseline if baseline is not None else sweep_baseline(directory),
+                       console=Console(stderr=True))
+    return Comparison(rows=[{k: _number(v) if k in _NUMERIC else v for k, v in r.items()} for r in found.rows],
+                      baseline=found.baseline)
+
+
+def sweep_baseline(directory: Path) -> str | None:
+    """The baseline the sweep itself was compared against (its multirun.yaml), else the default."""
+    from oversight.app.compare import DEFAULT_BASELINE
+
+    saved = directory / "multirun.yaml"
+    if saved.exists():
+        from omegaconf import OmegaConf
+
+        return OmegaConf.load(saved).get("baseline", DEFAULT_BASELINE)
+    return DEFAULT_BASELINE
 
 
 def _number(value: Any) -> Any:
@@ -210,9 +227,7 @@ def question_page(record: Record, context: str | None, context_note: str | None,
 
 
 def _turn(turn: Turn, options: list[str]) -> dict[str, Any]:
-    role = getattr(turn, "role", None) or getattr(turn, "speaker", None) or ""
-    label = getattr(turn, "label", None) or role.capitalize()
-    return {"label": label, "role": role, "side": turn.side,
+    return {"label": turn.label, "role": turn.role, "side": turn.side,
             "side_text": options[turn.side] if turn.side is not None and 0 <= turn.side < len(options) else None,
             "round": turn.round, "node": turn.node, "segments": quote_segments(turn)}
 
@@ -273,7 +288,7 @@ def _index_entry(n: int, record: Record, humans: list[dict[str, Any]]) -> dict[s
 
 def _human_rows(job_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """question id -> every person's current decision on it, from JOB/human_judgments.sqlite."""
-    from oversight.app.report._compat import read_human_judgments
+    from judges.store import read_human_judgments
 
     out: dict[str, list[dict[str, Any]]] = {}
     for judge_id, decisions in read_human_judgments(job_dir).items():
@@ -300,14 +315,23 @@ class _TaskCache:
             return {}, "the job's summary.json has no task config"
         key = json.dumps(task_cfg, sort_keys=True, default=str)
         if key not in self._seen:
-            from oversight.app.report._compat import load_task
-
             try:
-                found = {q.id: q.context for q in load_task(task_cfg) if q.context}
+                found = {q.id: q.context for q in _questions(task_cfg) if q.context}
                 self._seen[key] = (found, None)
             except Exception as exc:  # a dataset file moved since the run: the report still builds
                 self._seen[key] = ({}, f"the task could not be re-read to show the passage: {exc}")
         return self._seen[key]
+
+
+def _questions(task_cfg: dict[str, Any]) -> list[Question]:
+    from oversight.app.run import load_task
+
+    if TARGET in task_cfg or "loader" not in task_cfg:
+        return load_task(task_cfg)
+    # task configs saved before the plugin contract named a `module:function` loader
+    module_name, _, function = str(task_cfg["loader"]).partition(":")
+    loader = getattr(importlib.import_module(module_name), function)
+    return loader(**{k: v for k, v in task_cfg.items() if k not in ("name", "loader", "family")})
 
 
 # ---- the call graph -----------------------------------------------------------------------------
