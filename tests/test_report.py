@@ -32,10 +32,23 @@ def run_sweep(model_dir: Path, root: Path, n: int = 6, protocols=PROTOCOLS) -> s
 
 
 @pytest.fixture(scope="module")
-def sweep(tiny_model_dir, tmp_path_factory) -> Path:
+def sweep_run(tiny_model_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("report-sweep")
-    run_sweep(tiny_model_dir, root)
-    return root / "sweep"
+    return root / "sweep", run_sweep(tiny_model_dir, root)
+
+
+@pytest.fixture(scope="module")
+def sweep(sweep_run) -> Path:
+    return sweep_run[0]
+
+
+def test_a_sweep_ends_by_printing_the_path_of_its_report(sweep_run):
+    sweep, proc = sweep_run
+    index = sweep / "report" / "index.html"
+    last = [line for line in proc.stdout.splitlines() if line.strip()][-1]
+    assert last.startswith(f"report: {index} ") and index.exists()
+    _, data = read_data(index.parent / "data" / "sweep.js")
+    assert len(data["jobs"]) == len(PROTOCOLS) and data["baseline"] == "direct"
 
 
 def read_data(path: Path):
