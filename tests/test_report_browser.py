@@ -272,7 +272,7 @@ def screenshot(report: Path, png: Path, question: str | None = None) -> None:
     """Screenshot a built report's index (or one question page) the way the tests see it."""
     driver = start_browser()
     try:
-        page = report / "index.html" if question is None else report / "question.html"
+        page = report.resolve() / ("index.html" if question is None else "question.html")
         open_page(driver, page.as_uri() + ("" if question is None else f"#{question}"),
                   "#comparison tbody tr" if question is None else "svg.callgraph .node")
         driver.get_screenshot_as_file(str(png))
