@@ -117,6 +117,11 @@ def test_report_of_a_single_job_and_bad_directories(sweep, tmp_path):
     assert len(data["jobs"]) == 1 and data["jobs"][0]["dir"] == "."
     assert data["rows"][0]["accuracy"] == pytest.approx(read_summary(job)["accuracy"])
 
+    bad = subprocess.run([sys.executable, "-m", "oversight.app.report", str(sweep), "--baseline", "oracle"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "baseline 'oracle' matches no job" in bad.stderr
+    assert (sweep / "report" / "index.html").exists()  # the report built before is left as it was
+
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = subprocess.run([sys.executable, "-m", "oversight.app.report", str(empty)], capture_output=True, text=True,

@@ -51,32 +51,36 @@ def build_report(directory: str | Path, baseline: str | None = None) -> Path:
     """Write DIR/report/ for a job directory or a sweep directory; return the path of index.html."""
     directory = Path(directory)
     job_dirs = _job_dirs(directory)
+    rows, baseline_label = comparison_rows(directory, baseline)
+    # built aside and swapped in whole: a failed or interrupted rebuild leaves the last report as it was
     out = directory / REPORT_DIR
-    if out.exists():
-        shutil.rmtree(out)  # a rebuild never leaves pages of jobs that are gone
-    (out / "data").mkdir(parents=True)
+    building = directory / f".{REPORT_DIR}.building"
+    if building.exists():
+        shutil.rmtree(building)
+    (building / "data").mkdir(parents=True)
     for name in ASSETS:
-        (out / name).write_bytes(resources.files(__package__).joinpath("static", name).read_bytes())
-
-    comparison = comparison_rows(directory, baseline)
+        (building / name).write_bytes(resources.files(__package__).joinpath("static", name).read_bytes())
     tasks = _TaskCache()
-    jobs = [_write_job(i, job, directory, out, tasks) for i, job in enumerate(job_dirs)]
+    jobs = [_write_job(i, job, directory, building, tasks) for i, job in enumerate(job_dirs)]
     by_dir = {j.rel: j for j in jobs}
-    for row in comparison.rows:
+    for row in rows:
         job = by_dir.get(row["job"])
         row["job_index"] = job.index if job else None
         row["tokens_per_question"] = job.tokens_per_question if job else None
     sweep = {
         "title": directory.resolve().name,
-        "baseline": comparison.baseline,
+        "baseline": baseline_label,
         "jobs": [j.public() for j in jobs],
-        "rows": comparison.rows,
+        "rows": rows,
         "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    _write_data(out / "data" / "sweep.js", "sweep", sweep)
-    (out / "index.html").write_text(_index_html(sweep, jobs))
+    _write_data(building / "data" / "sweep.js", "sweep", sweep)
+    (building / "index.html").write_text(_index_html(sweep, jobs))
     for page in PAGES:
-        (out / page).write_text(_shell_html(page, sweep["title"]))
+        (building / page).write_text(_shell_html(page, sweep["title"]))
+    if out.exists():
+        shutil.rmtree(out)  # a rebuild never keeps pages of jobs that are gone
+    building.rename(out)
     return out / "index.html"
 
 
@@ -99,48 +103,31 @@ def main(argv: list[str] | None = None) -> int:
 # ---- the comparison rows ------------------------------------------------------------------------
 
 
-@dataclass
-class Comparison:
-    rows: list[dict[str, Any]]
-    baseline: str | None
-
-
-_NUMERIC = {"n", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low", "diff_ci_high", "brier", "ece",
-            "position_bias_rate", "parse_failure_rate", "model_calls", "cache_hits", "output_tokens",
-            "calls_per_question", "wall_seconds", "humans"}
-
-
-def comparison_rows(directory: Path, baseline: str | None = None) -> Comparison:
-    """The sweep's comparison rows, as `oversight-compare` computes them (paired differences with
-    oversight.metrics.paired_difference, human rows joined from each job's store)."""
+def comparison_rows(directory: Path, baseline: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """The comparison rows as `oversight-compare` computes them (paired differences with
+    oversight.metrics.paired_difference, human rows joined from each job's store), and the
+    baseline's label (None: no paired differences)."""
     from oversight.app.compare import comparison
 
+    # a baseline named here must match a job; the sweep's own may match none (a note, no differences)
     found = comparison(directory, baseline if baseline is not None else sweep_baseline(directory),
-                       console=Console(stderr=True))
-    return Comparison(rows=[{k: _number(v) if k in _NUMERIC else v for k, v in r.items()} for r in found.rows],
-                      baseline=found.baseline)
+                       console=Console(stderr=True), strict=baseline is not None)
+    return _clean([dict(row) for row in found.rows]), found.baseline
 
 
 def sweep_baseline(directory: Path) -> str | None:
-    """The baseline the sweep itself was compared against (its multirun.yaml), else the default."""
+    """The baseline the sweep itself was compared against (its multirun.yaml), else the default;
+    a single job has nothing to pair with."""
     from oversight.app.compare import DEFAULT_BASELINE
 
+    if (directory / SUMMARY).exists():
+        return None
     saved = directory / "multirun.yaml"
     if saved.exists():
         from omegaconf import OmegaConf
 
         return OmegaConf.load(saved).get("baseline", DEFAULT_BASELINE)
     return DEFAULT_BASELINE
-
-
-def _number(value: Any) -> Any:
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return value
-    return None if math.isnan(number) else number
 
 
 # ---- jobs and questions -------------------------------------------------------------------------
