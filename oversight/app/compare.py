@@ -11,6 +11,8 @@ import argparse
 import csv
 import math
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +32,48 @@ COLUMNS = ["job", "protocol", "judge", "n", "accuracy", "ci_low", "ci_high", "di
 DEFAULT_BASELINE = "direct"  # the judge alone: the floor (conf/config.yaml `baseline`)
 
 
+@dataclass
+class Comparison:
+    """A sweep's comparison: one row per job (or per person / policy of a human job), each paired
+    with the baseline job question by question."""
+
+    rows: list[dict[str, Any]]
+    baseline: str | None  # the baseline job's protocol label; None: no paired differences
+    reports: dict[Path, JudgeReport | None] = field(default_factory=dict)
+
+
 def compare(sweep_dir: str | Path, baseline: str | None = DEFAULT_BASELINE, console: Console | None = None,
             strict: bool = False) -> list[dict]:
     """Compare every finished job under `sweep_dir`, pairing each with the `baseline` job (a protocol
     label, a job directory name or one of its overrides). An ambiguous baseline is an error; one
-    that matches no job is an error when `strict`, else a printed note and no paired differences."""
+    that matches no job is an error when `strict`, else a printed note and no paired differences.
+    Writes comparison.csv, comparison.md and comparison.png and prints the table."""
+    sweep_dir = Path(sweep_dir)
+    # off a terminal (CI logs, pipes) rich would squeeze the table into 80 columns
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    found = comparison(sweep_dir, baseline, console, strict)
+    rows, baseline_label = found.rows, found.baseline or "none"
+    _write_csv(sweep_dir / "comparison.csv", rows)
+    _write_md(sweep_dir / "comparison.md", rows, baseline_label)
+    _plot(sweep_dir / "comparison.png", rows, baseline_label)
+    console.print(table(rows, baseline_label))
+    for report in found.reports.values():
+        for renderable in report.renderables if report else ():
+            console.print(renderable)
+    return rows
+
+
+def comparison(sweep_dir: str | Path, baseline: str | None = DEFAULT_BASELINE, console: Console | None = None,
+               strict: bool = False) -> Comparison:
+    """The comparison rows of every finished job under `sweep_dir` (what `compare` writes and the
+    report shows), computed from the files alone; writes nothing."""
     sweep_dir = Path(sweep_dir)
     jobs = sorted(p.parent for p in sweep_dir.rglob(SUMMARY))
     if not jobs:
         raise OversightError(f"{sweep_dir}: no {SUMMARY} found in any job directory")
     summaries = {job: read_summary(job) for job in jobs}
     scores = {job: question_scores(read_records(job), summaries[job]["judge"]) for job in jobs}
-    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    console = console or Console(stderr=True)
     base = _pick_baseline(summaries, baseline, strict, console)
     # judges with rows of their own (people, mixing policies) are asked for them
     reports = {job: judge_report(job, summaries[job]) for job in jobs}
@@ -66,15 +98,7 @@ def compare(sweep_dir: str | Path, baseline: str | None = DEFAULT_BASELINE, cons
         })
     disambiguate_labels(rows)
     rows.sort(key=lambda r: (r["accuracy"] is None, r["accuracy"] or 0))
-    baseline_label = summaries[base]["protocol"] if base is not None else "none"
-    _write_csv(sweep_dir / "comparison.csv", rows)
-    _write_md(sweep_dir / "comparison.md", rows, baseline_label)
-    _plot(sweep_dir / "comparison.png", rows, baseline_label)
-    console.print(table(rows, baseline_label))
-    for report in reports.values():
-        for renderable in report.renderables if report else ():
-            console.print(renderable)
-    return rows
+    return Comparison(rows=rows, baseline=summaries[base]["protocol"] if base is not None else None, reports=reports)
 
 
 # judge configs saved before the plugin contract named a module instead of a class
@@ -200,10 +224,21 @@ class SweepCallback:
         pass
 
     def on_multirun_end(self, config, **_: Any) -> None:
+        from oversight.app.report import build_report
+
+        sweep_dir = config.hydra.sweep.dir
         try:
-            compare(config.hydra.sweep.dir, config.get("baseline"), strict=False)
+            compare(sweep_dir, config.get("baseline"), strict=False)
         except OversightError as exc:
             Console(stderr=True).print(f"[red]comparison skipped:[/red] {exc}")
+            return
+        started = time.perf_counter()
+        try:
+            index = build_report(sweep_dir)  # paired with the baseline saved in the sweep's multirun.yaml
+        except OversightError as exc:
+            Console(stderr=True).print(f"[red]report skipped:[/red] {exc}")
+            return
+        print(f"report: {index} (open it in a browser; built in {time.perf_counter() - started:.1f} s)")
 
     def __getattr__(self, name: str):  # the other Hydra hooks: nothing to do
         if name.startswith("on_"):

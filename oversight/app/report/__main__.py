@@ -1,0 +1,5 @@
+import sys
+
+from oversight.app.report import main
+
+sys.exit(main())
