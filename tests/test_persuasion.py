@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oversight.app.persuasion import report
+from oversight.app.persuasion import best_of_n_table, report
 from oversight.app.run import run_job
 from oversight.backends.hf import HFBackend
 from oversight.engine import Engine
@@ -195,6 +195,10 @@ def test_crossplay_job_plays_every_pair_both_ways_and_the_report_rates_them(tiny
     assert (tmp_path / "persuasion.png").stat().st_size > 0
     with open(tmp_path / "ratings.csv") as f:
         assert [r["player"] for r in csv.DictReader(f)] == [r["player"] for r in written]
+    # the N sweep table: the kept candidate scores at least the mean candidate, turn by turn
+    (row,) = [line for line in best_of_n_table(tmp_path).splitlines() if line.startswith("| crossplay")]
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[3] == "1/4" and float(cells[5]) >= float(cells[6])
 
 
 def test_strategy_config_errors_name_the_key():

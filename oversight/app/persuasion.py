@@ -9,6 +9,12 @@ with CIs on both axes.
 It reads every job under the directory whose records carry cross-play transcripts, and writes next
 to the sweep: `ratings.csv` (one row per player and job), `persuasion.md` (the same as a table)
 and `persuasion.png` (the plot).
+
+    python -m oversight.app.persuasion --best-of-n runs/bon_sweep
+
+prints, for every job whose arguers used best-of-N turns (e.g. a sweep over
+`protocol.strategy.n`), the mean preference score of the chosen turn against the mean over all
+candidates: whether the optimisation works (`best_of_n.md`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,36 @@ def report(directory: str | Path, console: Console | None = None) -> list[dict[s
     plot(rows, directory / "persuasion.png")
     (console or Console(width=200)).print(table)
     return rows
+
+
+def best_of_n_table(directory: str | Path) -> str:
+    """Per job with best_of_n steps: N, the mean preference score of the kept candidate and of all
+    candidates, and judge accuracy with its CI."""
+    directory = Path(directory)
+    lines = ["| job | protocol | N | turns | preference of chosen turn | mean over candidates | accuracy [95% CI] |",
+             "|---|---|---|---|---|---|---|"]
+    found = False
+    for job in sorted(p.parent for p in directory.rglob(SUMMARY)):
+        summary = read_summary(job)
+        chosen, every, sizes = [], [], set()
+        for record in read_records(job):
+            for node in record.graph.get("nodes", ()):
+                if node.get("label") == "best_of_n" and node.get("scores"):
+                    chosen.append(node["scores"][node["chosen"]])
+                    every += node["scores"]
+                    sizes.add(len(node["scores"]))
+        if not chosen:
+            continue
+        found = True
+        low, high = summary["accuracy_ci"]
+        lines.append(f"| {job.relative_to(directory)} | {summary['protocol']} | "
+                     f"{'/'.join(map(str, sorted(sizes)))} | {len(chosen)} | {sum(chosen) / len(chosen):.3f} | "
+                     f"{sum(every) / len(every):.3f} | {summary['accuracy']:.3f} [{low:.3f}, {high:.3f}] |")
+    if not found:
+        raise OversightError(f"{directory}: no job with best_of_n turns found")
+    table = "\n".join(lines) + "\n"
+    (directory / "best_of_n.md").write_text(table)
+    return table
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -131,9 +167,14 @@ class SweepCallback:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m oversight.app.persuasion", description=__doc__.splitlines()[0])
     parser.add_argument("directory", help="a sweep or job directory with a finished cross-play job")
+    parser.add_argument("--best-of-n", action="store_true",
+                        help="instead: the preference of chosen turns in every job with best-of-N turns")
     args = parser.parse_args(argv)
     try:
-        report(args.directory)
+        if args.best_of_n:
+            print(best_of_n_table(args.directory))
+        else:
+            report(args.directory)
     except (OversightError, FileNotFoundError) as exc:
         print(f"persuasion: {exc}", file=sys.stderr)
         return 2
