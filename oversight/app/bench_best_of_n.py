@@ -23,8 +23,6 @@ from oversight.types import Call
 
 def bench_best_of_n(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], questions: int, words: int,
                     n: int) -> dict[str, Any]:
-    if "_target_" not in backend_cfg and backend_cfg.get("name") == "hf":
-        backend_cfg = {**backend_cfg, "_target_": "oversight.backends.hf.HFBackend"}
     backend = get_backend(model_cfg, backend_cfg)
     spec = {"_target_": "protocols.debate.Debate", "rounds": 1,
             "strategy": {"_target_": "protocols.strategies.best_of_n.BestOfN", "n": n,
