@@ -64,6 +64,8 @@ def test_best_of_n_keeps_the_highest_scored_candidate_and_every_candidate_is_a_n
         g = o.graph.g
         (transcript,), _ = o.value
         steps = nodes(o.graph, "best_of_n")
+        # the draws of both sides read the passage once: one reading node per sentence
+        assert len(nodes(o.graph, "debater-read")) == len(sentences(o.question.context))
         assert sorted(d["side"] for _, d in steps) == [0, 1]
         for turn in transcript.turns:
             step = g.nodes[turn.node]

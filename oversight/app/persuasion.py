@@ -66,7 +66,7 @@ def best_of_n_table(directory: str | Path) -> str:
     directory = Path(directory)
     lines = ["| job | protocol | N | turns | preference of chosen turn | mean over candidates | accuracy [95% CI] |",
              "|---|---|---|---|---|---|---|"]
-    found = False
+    found, rows = False, []
     for job in sorted(p.parent for p in directory.rglob(SUMMARY)):
         summary = read_summary(job)
         chosen, every, sizes = [], [], set()
@@ -80,9 +80,11 @@ def best_of_n_table(directory: str | Path) -> str:
             continue
         found = True
         low, high = summary["accuracy_ci"]
-        lines.append(f"| {job.relative_to(directory)} | {summary['protocol']} | "
-                     f"{'/'.join(map(str, sorted(sizes)))} | {len(chosen)} | {sum(chosen) / len(chosen):.3f} | "
-                     f"{sum(every) / len(every):.3f} | {summary['accuracy']:.3f} [{low:.3f}, {high:.3f}] |")
+        rows.append(((summary["protocol"], sorted(sizes)), (
+            f"| {job.relative_to(directory)} | {summary['protocol']} | "
+            f"{'/'.join(map(str, sorted(sizes)))} | {len(chosen)} | {sum(chosen) / len(chosen):.3f} | "
+            f"{sum(every) / len(every):.3f} | {summary['accuracy']:.3f} [{low:.3f}, {high:.3f}] |")))
+    lines += [line for _, line in sorted(rows, key=lambda row: row[0])]
     if not found:
         raise OversightError(f"{directory}: no job with best_of_n turns found")
     table = "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import math
 import random
+import weakref
 
 from pydantic import Field
 
@@ -40,7 +41,10 @@ class Quotes(TurnStrategy):
         pool = sentences(question.context)
         used = {q.text for t in req.history if t.side == req.side for q in t.quotes}
         candidates = [s for s in pool if s not in used] or pool
-        support, nodes = await self.support(ctx, req, candidates)
+        if req.draw is None:
+            support, nodes = await self.support(ctx, req, candidates)
+        else:
+            support, nodes = await self.shared_support(ctx, req, candidates)
         if req.draw is None:
             best = sorted(range(len(candidates)), key=lambda i: -support[i])[: self.quotes_per_turn]
         else:
@@ -58,6 +62,27 @@ class Quotes(TurnStrategy):
             for s in candidates
         ))
         return [out.logprobs[req.side] - logsumexp(out.logprobs) for out in scored], [out.node for out in scored]
+
+    async def shared_support(self, ctx: Context, req: TurnRequest, candidates: list[str]
+                             ) -> tuple[list[float], list[str]]:
+        """`support` for draws: the N draws of a turn (and every player's draws in a tournament)
+        read the same sentences with the same history, so they share one set of reading nodes per
+        question instead of repeating them per draw in the graph (the calls are the same either way)."""
+        key = (req.role, req.round, tuple(candidates), tuple(req.deps))
+        shared = _READINGS.setdefault(ctx, {})
+        if key not in shared:
+            shared[key] = asyncio.ensure_future(self.read(ctx, req, candidates))
+        outs = await shared[key]
+        return [out.logprobs[req.side] - logsumexp(out.logprobs) for out in outs], [out.node for out in outs]
+
+    async def read(self, ctx: Context, req: TurnRequest, candidates: list[str]):
+        question = req.question
+        options = [" " + o for o in question.options]
+        return await asyncio.gather(*(
+            ctx.loglikelihood(req.role, evidence_prompt(question, s), options, prefix=question.prefix,
+                              deps=req.deps, label=f"{req.role}-read", round=req.round)
+            for s in candidates
+        ))
 
     def sample(self, req: TurnRequest, support: list[float]) -> list[int]:
         """The draw's sentences: sampled without replacement, weights softmax(support / tau)."""
@@ -81,6 +106,9 @@ class Quotes(TurnStrategy):
                         round=req.round, support=[support[i] for i in order])
         return Turn(role=req.role, label=req.label, side=req.side, round=req.round, text=text,
                     quotes=extract(text, req.question.context or ""), node=node)
+
+
+_READINGS: "weakref.WeakKeyDictionary[Context, dict]" = weakref.WeakKeyDictionary()
 
 
 def evidence_prompt(question: Question, sentence: str) -> list[dict[str, str]]:
