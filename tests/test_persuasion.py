@@ -210,3 +210,23 @@ def test_strategy_config_errors_name_the_key():
     spec["players"] = {"only": spec["players"]["bon1"]}
     with pytest.raises(ConfigError, match="protocol.players: .*at least 2 players"):
         build(spec, "protocol", Protocol)
+
+
+def test_persuasion_preset_runs_the_tournament_and_writes_ratings_and_plot(tiny_model_dir, tmp_path):
+    """`oversight -m +experiment=persuasion`, as a researcher runs it (a real process): the sweep
+    callback writes ratings.csv, persuasion.md and persuasion.png next to the comparison."""
+    import subprocess
+    import sys
+
+    args = ["-m", "+experiment=persuasion", "task.n=2", f"model.path={tiny_model_dir}", "model.package=null",
+            "model.gguf_file=null", "model.name=tiny-llama", "progress=false"]
+    proc = subprocess.run([sys.executable, "-m", "oversight.app.cli", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    sweep = tmp_path / "runs" / "persuasion"
+    with open(sweep / "ratings.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["player"] for r in rows) == ["bon1", "bon16", "bon2", "bon4"]
+    assert all(int(r["crossplay_games"]) == 2 * 2 * 3 for r in rows)  # 2 questions x 2 sides x 3 rivals
+    assert "| bon16 |" in (sweep / "persuasion.md").read_text()
+    assert (sweep / "persuasion.png").stat().st_size > 0 and (sweep / "comparison.md").exists()
