@@ -25,7 +25,7 @@ import weakref
 
 from pydantic import Field
 
-from oversight.engine import Context
+from oversight.engine import Context, Output
 from oversight.metrics import logsumexp
 from oversight.plugins import TurnRequest, TurnStrategy
 from oversight.quotes import extract, sentences
@@ -43,24 +43,16 @@ class Quotes(TurnStrategy):
         candidates = [s for s in pool if s not in used] or pool
         if req.draw is None:
             support, nodes = await self.support(ctx, req, candidates)
-        else:
-            support, nodes = await self.shared_support(ctx, req, candidates)
-        if req.draw is None:
             best = sorted(range(len(candidates)), key=lambda i: -support[i])[: self.quotes_per_turn]
         else:
+            support, nodes = await self.shared_support(ctx, req, candidates)
             best = self.sample(req, support)
         return self.quote_turn(ctx, req, [candidates[i] for i in best], [nodes[i] for i in best],
                                [support[i] for i in best])
 
     async def support(self, ctx: Context, req: TurnRequest, candidates: list[str]) -> tuple[list[float], list[str]]:
         """How far each sentence, read alone, moves a reader towards the request's side."""
-        question = req.question
-        options = [" " + o for o in question.options]
-        scored = await asyncio.gather(*(
-            ctx.loglikelihood(req.role, evidence_prompt(question, s), options, prefix=question.prefix,
-                              deps=req.deps, label=f"{req.role}-read", round=req.round)
-            for s in candidates
-        ))
+        scored = await self.read(ctx, req, candidates)
         return [out.logprobs[req.side] - logsumexp(out.logprobs) for out in scored], [out.node for out in scored]
 
     async def shared_support(self, ctx: Context, req: TurnRequest, candidates: list[str]
@@ -75,7 +67,8 @@ class Quotes(TurnStrategy):
         outs = await shared[key]
         return [out.logprobs[req.side] - logsumexp(out.logprobs) for out in outs], [out.node for out in outs]
 
-    async def read(self, ctx: Context, req: TurnRequest, candidates: list[str]):
+    async def read(self, ctx: Context, req: TurnRequest, candidates: list[str]) -> list[Output]:
+        """The speaker reads each sentence alone: log P(option | sentence, question) per option."""
         question = req.question
         options = [" " + o for o in question.options]
         return await asyncio.gather(*(
