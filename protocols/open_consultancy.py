@@ -76,9 +76,10 @@ def open_metrics(records: list[Record]) -> dict[str, Any]:
             (right_when if facts["chose_correctly"] else wrong_when).append(judgment.correct)
             followed.append(0.5 if judgment.chosen is None else float(judgment.chosen == facts["chosen_side"]))
 
-    def rate(xs: list[float]) -> dict[str, Any]:
-        return {"mean": sum(xs) / len(xs) if xs else None, "ci": list(accuracy_ci(xs)) if xs else None,
-                "n": len(xs)}
-
-    return {"arguer_correct_rate": rate(chose), "judge_accuracy_when_arguer_correct": rate(right_when),
-            "judge_accuracy_when_arguer_wrong": rate(wrong_when), "judge_followed_rate": rate(followed)}
+    metrics: dict[str, Any] = {}
+    for key, xs in (("arguer_correct_rate", chose), ("judge_accuracy_when_arguer_correct", right_when),
+                    ("judge_accuracy_when_arguer_wrong", wrong_when), ("judge_followed_rate", followed)):
+        metrics[key] = sum(xs) / len(xs) if xs else None
+        metrics[f"{key}_ci"] = list(accuracy_ci(xs)) if xs else None
+        metrics[f"{key}_n"] = len(xs)
+    return metrics

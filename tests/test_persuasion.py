@@ -174,10 +174,10 @@ def test_open_protocols_record_the_side_the_arguer_believes(hf, name):
                       judgments=o.value[1]) for o in outcomes]
     metrics = protocol.extra_metrics(records)
     chose = [o.value[0][0].info["chose_correctly"] for o in outcomes]
-    assert metrics["arguer_correct_rate"]["mean"] == pytest.approx(sum(chose) / len(chose))
-    assert metrics["judge_accuracy_when_arguer_correct"]["n"] + metrics["judge_accuracy_when_arguer_wrong"]["n"] == 4
+    assert metrics["arguer_correct_rate"] == pytest.approx(sum(chose) / len(chose))
+    assert metrics["judge_accuracy_when_arguer_correct_n"] + metrics["judge_accuracy_when_arguer_wrong_n"] == 4
     followed = [float(o.value[1][0].chosen == o.value[0][0].info["chosen_side"]) for o in outcomes]
-    assert metrics["judge_followed_rate"]["mean"] == pytest.approx(sum(followed) / len(followed))
+    assert metrics["judge_followed_rate"] == pytest.approx(sum(followed) / len(followed))
 
 
 def test_crossplay_job_plays_every_pair_both_ways_and_the_report_rates_them(tiny_model_cfg, tmp_path):
