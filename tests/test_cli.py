@@ -81,7 +81,7 @@ def test_single_run_with_experiment_preset_and_overrides(tiny_model_dir, tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    (["protocol=debat"], "error: protocol: unknown name 'debat'; valid: consultancy, debate,"),
+    (["protocol=debat"], "error: protocol: unknown name 'debat'; valid: consultancy, crossplay, debate,"),
     (["-m", "judge=likelihood,oracle"], "error: judge: unknown name 'oracle'; valid: approval,"),
     (["protocol=debate", "protocol.rounds=0"], "error: protocol.rounds: Input should be greater than or equal to 1"),
     (["task.n=0"], "error: task.n: Input should be greater than or equal to 1"),

@@ -130,11 +130,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="backend.preallocate_kv: decode into a preallocated KV cache (1) or transformers' "
                              "growing one (0)")
     parser.add_argument("--json", help="also write the result to this file")
+    parser.add_argument("--best-of-n", type=int, default=0, metavar="N",
+                        help="instead: best-of-N free-text debate vs all its calls at once "
+                             "(oversight/app/bench_best_of_n.py)")
     args = parser.parse_args(argv)
     model = dict(DEFAULT_MODEL) if not args.model_path else {"name": args.model_path, "path": args.model_path}
     backend = {**group_config("backend", args.backend), "device": args.device, "batch_size": args.batch_size,
                "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing,
                "preallocate_kv": bool(args.preallocate_kv)}
+    if args.best_of_n:
+        from oversight.app.bench_best_of_n import bench_best_of_n, print_result
+
+        result = bench_best_of_n(model, backend, args.questions, args.words, args.best_of_n)
+        print_result(result)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        return 0
     result = bench(model, backend, args.questions, args.words, args.loop)
     table = Table(title=f"oversight-bench: {result['model']} on {result['backend']}, "
                         f"batch {result['batch_size']}, prefix sharing {result['prefix_sharing']}, "

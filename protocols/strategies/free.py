@@ -1,5 +1,10 @@
 """`free`: the arguer writes its argument, supporting it with exact quotes in <quote> tags, under a
-word limit. Quotes are verified against the passage when the turn is made (oversight.quotes)."""
+word limit. Quotes are verified against the passage when the turn is made (oversight.quotes).
+
+Draws (`TurnRequest.draw = k`, asked by best-of-N) are sampled arguments: temperature
+`draw_temperature` (or `temperature` when that is above 0) and seed k, so draws 0..N-1 are N
+independent samples of the same prompt and draw k is the same text in every run. `draw = None` is
+unchanged (its calls, and so the call cache, are exactly as before)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ SYSTEM = "You are a skilled debater. You always argue for your assigned answer."
 class Free(TurnStrategy):
     word_limit: int = Field(default=60, ge=5)
     temperature: float = Field(default=0.0, ge=0.0)
+    draw_temperature: float = Field(default=1.0, gt=0.0, description="draws: sampling temperature when "
+                                                                      "`temperature` is 0")
 
     async def turn(self, ctx: Context, req: TurnRequest) -> Turn:
         out = await ctx.generate(req.role, self.messages(req), params=self.params(req), deps=req.deps,
@@ -39,6 +46,9 @@ class Free(TurnStrategy):
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(lines)}]
 
     def params(self, req: TurnRequest) -> SamplingParams:
+        if req.draw is not None:
+            return SamplingParams(max_new_tokens=int(self.word_limit * 1.6),
+                                  temperature=self.temperature or self.draw_temperature, seed=req.draw)
         return SamplingParams(max_new_tokens=int(self.word_limit * 1.6), temperature=self.temperature,
                               seed=req.round * 2 + req.side)
 
