@@ -81,3 +81,35 @@ def test_killed_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
     assert [s for s, _ in result["losses"]] == [1, 2, 3, 4]
     state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
+
+
+def test_trained_adapter_is_a_model_whose_cache_identity_is_its_content(tiny_model_dir, tiny_model_cfg, tmp_path):
+    from oversight.backends.hf import HFBackend
+    from oversight.types import Call
+
+    cfg = DPOConfig(max_steps=2, batch_size=4, learning_rate=5e-3, save_steps=10, lora_r=4, lora_alpha=8)
+    result = train_dpo(_pairs(4), str(tiny_model_dir), tmp_path / "dpo", cfg, progress=False)
+    backend_cfg = {"device": "cpu", "batch_size": 8}
+    base = HFBackend(tiny_model_cfg, backend_cfg)
+    trained = HFBackend({**tiny_model_cfg, "adapter": result.adapter}, backend_cfg)
+    again = HFBackend({**tiny_model_cfg, "adapter": result.adapter}, backend_cfg)
+    assert trained.identity != base.identity and trained.identity == again.identity
+    call = Call(kind="loglikelihood", messages=({"role": "user", "content": "Where does Anna live?"},),
+                candidates=(" Anna lives in Paris, as the passage says in line 0.", " I am not sure, maybe somewhere 0."))
+    before, after = base.loglikelihood([call])[0].logprobs, trained.loglikelihood([call])[0].logprobs
+    # DPO pushed the chosen answer up relative to the rejected one
+    assert after[0] - after[1] > before[0] - before[1]
+    # a retrained adapter at the same path is a different model to the cache
+    train_dpo(_pairs(4), str(tiny_model_dir), tmp_path / "dpo2", cfg.model_copy(update={"max_steps": 3}), progress=False)
+    import shutil
+    shutil.rmtree(result.adapter)
+    shutil.copytree(tmp_path / "dpo2" / "adapter", result.adapter)
+    assert HFBackend({**tiny_model_cfg, "adapter": result.adapter}, backend_cfg).identity != trained.identity
+
+
+def test_adapter_path_that_is_not_an_adapter_is_a_clear_error(tiny_model_cfg, tmp_path):
+    from oversight.backends.hf import HFBackend
+    from oversight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.adapter=.*not a peft adapter directory"):
+        HFBackend({**tiny_model_cfg, "adapter": str(tmp_path)}, {"device": "cpu"})
