@@ -19,7 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class HeadConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    C: float = Field(default=1.0, gt=0, description="inverse L2 regularisation strength")
+    C: float | None = Field(default=None, gt=0, description="inverse L2 regularisation strength; null: chosen "
+                            "by cross-validation on the training labels (the judge's, never the ground truth)")
+    Cs: list[float] = Field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0], description="the grid for null C")
+    folds: int = Field(default=5, ge=2)
     max_iter: int = Field(default=2000, ge=10)
     class_weight: str | None = Field(default="balanced", description="'balanced' or null")
 
@@ -29,6 +32,7 @@ class RewardHead:
         self.cfg = cfg or HeadConfig()
         self.pipeline: Any = None
         self.constant: float | None = None
+        self.C: float | None = None
         self.n_train = 0
         self.label_rate = float("nan")
 
@@ -51,10 +55,28 @@ class RewardHead:
             self.constant, self.pipeline = float(y[0]), None
             return self
         self.constant = None
+        self.C = self.cfg.C if self.cfg.C is not None else self._cross_validated_C(features, y)
         self.pipeline = make_pipeline(StandardScaler(), LogisticRegression(
-            C=self.cfg.C, max_iter=self.cfg.max_iter, class_weight=self.cfg.class_weight))
+            C=self.C, max_iter=self.cfg.max_iter, class_weight=self.cfg.class_weight))
         self.pipeline.fit(np.asarray(features, dtype=np.float64), y)
         return self
+
+    def _cross_validated_C(self, features: np.ndarray, y: np.ndarray) -> float:
+        """The C of the grid with the best stratified k-fold log-loss on the training labels (the
+        smallest class bounds k; with fewer than 2 of a class per fold, the middle of the grid)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_score
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        folds = min(self.cfg.folds, int(np.bincount(y).min()))
+        if folds < 2:
+            return sorted(self.cfg.Cs)[len(self.cfg.Cs) // 2]
+        split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+        scores = {C: cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(
+            C=C, max_iter=self.cfg.max_iter, class_weight=self.cfg.class_weight)),
+            np.asarray(features, dtype=np.float64), y, cv=split, scoring="neg_log_loss").mean() for C in self.cfg.Cs}
+        return max(scores, key=scores.get)
 
     def reward(self, features: np.ndarray) -> np.ndarray:
         """Probability that each row is good (label 1)."""
@@ -69,9 +91,9 @@ class RewardHead:
         directory.mkdir(parents=True, exist_ok=True)
         with (directory / "head.pkl").open("wb") as handle:
             pickle.dump({"cfg": self.cfg.model_dump(), "pipeline": self.pipeline, "constant": self.constant,
-                         "n_train": self.n_train, "label_rate": self.label_rate}, handle)
+                         "C": self.C, "n_train": self.n_train, "label_rate": self.label_rate}, handle)
         (directory / "head.json").write_text(json.dumps({
-            "config": self.cfg.model_dump(), "degenerate": self.degenerate, "constant": self.constant,
+            "config": self.cfg.model_dump(), "degenerate": self.degenerate, "constant": self.constant, "C": self.C,
             "n_train": self.n_train, "label_rate": self.label_rate}, indent=2))
         return directory
 
@@ -81,7 +103,7 @@ class RewardHead:
             state = pickle.load(handle)
         head = cls(HeadConfig(**state["cfg"]))
         head.pipeline, head.constant = state["pipeline"], state["constant"]
-        head.n_train, head.label_rate = state["n_train"], state["label_rate"]
+        head.n_train, head.label_rate, head.C = state["n_train"], state["label_rate"], state.get("C")
         return head
 
 
