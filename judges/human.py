@@ -9,13 +9,13 @@ limit per item and what happens when it runs out, and whether option order is sh
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from oversight.engine import Context
-from oversight.errors import ConfigError
-from oversight.mixing import check_unit
+from oversight.plugins import Judge, JudgeReport, check
 from oversight.types import Judgment, Question, Transcript
 
 
@@ -26,12 +26,25 @@ class HumanSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    confidence_step: float = 0.05
-    confidence_max: float = 0.95
+    confidence_step: float = Field(default=0.05, gt=0.0, le=1.0)
+    confidence_max: float = Field(default=0.95, ge=0.0, le=1.0)
     allow_even: bool = False
-    time_limit: float | None = None  # seconds per item; None: no limit
+    time_limit: float | None = Field(default=None, gt=0.0, description="seconds per item; None: no limit")
     on_timeout: Literal["skip", "force"] = "skip"  # skip: record timed-out, move on; force: answer now
     shuffle_options: bool = True  # per judge and item, so position bias averages out
+
+    @field_validator("time_limit")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and math.isinf(value):
+            raise ValueError("must be a finite number of seconds or null")
+        return value
+
+    @model_validator(mode="after")
+    def _some_level(self) -> "HumanSettings":
+        if not self.levels(2):
+            raise ValueError(f"confidence_max={self.confidence_max} leaves no confidence above chance for two options")
+        return self
 
     def levels(self, n_options: int) -> list[float]:
         chance = 1.0 / n_options
@@ -47,53 +60,34 @@ HUMAN_KEYS = set(HumanSettings.model_fields)
 
 def human_settings(cfg: dict[str, Any], prefix: str) -> HumanSettings:
     """Validate settings, naming the offending key as `prefix.key`."""
-    unknown = set(cfg) - HUMAN_KEYS
-    if unknown:
-        raise ConfigError(f"{prefix}: unknown keys {sorted(unknown)}; allowed: {sorted(HUMAN_KEYS)}")
-    dot = f"{prefix}." if prefix else ""
-    for key in ("confidence_step", "confidence_max"):
-        if key in cfg:
-            check_unit(cfg[key], f"{dot}{key}")
-    if cfg.get("confidence_step") == 0:
-        raise ConfigError(f"{dot}confidence_step=0 must be in (0, 1]")
-    limit = cfg.get("time_limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0
-                              or math.isinf(limit)):
-        raise ConfigError(f"{dot}time_limit={limit} must be a positive number of seconds or null")
-    try:
-        settings = HumanSettings(**cfg)
-    except ValidationError as exc:
-        problems = "; ".join(f"{dot}{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
-                             for e in exc.errors())
-        raise ConfigError(problems) from exc
-    if not settings.levels(2):
-        raise ConfigError(f"{dot}confidence_max={settings.confidence_max} leaves no confidence above chance "
-                          "for two options")
-    return settings
+    return check(HumanSettings, cfg, prefix)  # type: ignore[return-value]
 
 
 def settings_for(judge_cfg: dict[str, Any]) -> HumanSettings:
     """The UI settings of a human or mixing judge config (as stored in a run's summary.json)."""
-    if judge_cfg.get("module") == "judges.human":
+    if "human" not in judge_cfg:  # the human judge: its settings are its own fields
         return human_settings({k: v for k, v in judge_cfg.items() if k in HUMAN_KEYS}, "judge")
     return human_settings(dict(judge_cfg.get("human") or {}), "judge.human")
 
 
-def build(cfg: dict[str, Any]) -> "HumanJudge":
-    allowed = HUMAN_KEYS | {"module", "name"}
-    unknown = set(cfg) - allowed
-    if unknown:
-        raise ConfigError(f"judge: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-    settings = human_settings({k: v for k, v in cfg.items() if k in HUMAN_KEYS}, "judge")
-    return HumanJudge(str(cfg.get("name") or "human"), settings)
-
-
-class HumanJudge:
+class HumanJudge(Judge, HumanSettings):
     """Makes no model calls: every transcript gets a pending human judgment."""
 
-    def __init__(self, name: str, settings: HumanSettings):
-        self.name = name
-        self.settings = settings
+    name: str = "human"
+    policy: Literal["human"] = "human"
 
     async def judge(self, question: Question, transcript: Transcript, ctx: Context) -> Judgment:
         return Judgment(judge=self.name, source="human", episode=transcript.episode, pending=True)
+
+    def report(self, job_dir: Path, summary: dict[str, Any]) -> JudgeReport | None:
+        return human_rows(job_dir, summary)
+
+
+def human_rows(job_dir: Path, summary: dict[str, Any]) -> JudgeReport | None:
+    """A job's records joined with its human judgments: the comparison rows of judges with people."""
+    from judges.policies import human_report, report_renderables
+
+    found = human_report(job_dir, summary)
+    if found is None:
+        return None
+    return JudgeReport(rows=found.rows, scores=found.scores, renderables=report_renderables(job_dir.name, found))

@@ -38,11 +38,11 @@ from textual.widgets import Footer, Static
 
 from judges.human import HumanSettings, human_settings, settings_for
 from oversight.errors import OversightError
-from oversight.humans import HumanJudgment, HumanStore, option_probabilities
-from oversight.mixing import Item, Policy, human_items, job_policy
-from oversight.quotes import QUOTE_TAG, normalise
+from judges.store import HumanJudgment, HumanStore, option_probabilities
+from judges.policies import Item, Policy, human_items, job_policy
+from oversight.quotes import quote_verdicts
 from oversight.records import RECORDS, SUMMARY, read_records, read_summary
-from oversight.transcripts import LETTERS, ordered_turns
+from judges.view import LETTERS, ordered_turns
 from oversight.types import Quote, Turn
 
 JUDGE_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
@@ -183,24 +183,10 @@ def literal_parts(text: str, style: str = "") -> list[tuple[str, str]]:
     return parts
 
 
-def _quote_verdicts(turn: Turn) -> list[tuple[re.Match, bool]]:
-    """Each <quote> span of the turn with whether it was verified against the passage."""
-    quotes: list[Quote] = list(turn.quotes)
-    out = []
-    for index, match in enumerate(QUOTE_TAG.finditer(turn.text)):
-        text = normalise(match.group(1))
-        if index < len(quotes) and normalise(quotes[index].text) == text:
-            verified = quotes[index].verified
-        else:
-            verified = any(q.verified and normalise(q.text) == text for q in quotes)
-        out.append((match, verified))
-    return out
-
-
 def turn_parts(turn: Turn) -> list[tuple[str, str]]:
     parts: list[tuple[str, str]] = []
     position = 0
-    for match, verified in _quote_verdicts(turn):
+    for match, verified in quote_verdicts(turn):
         parts += literal_parts(turn.text[position:match.start()])
         quote = match.group(1).strip()
         if verified:
@@ -233,7 +219,7 @@ def body_content(item: Item, order: list[int]) -> Content:
         if turn.round != current_round:
             current_round = turn.round
             parts += ["\n", (f"── Round {turn.round + 1} ──", "bold"), "\n"]
-        who = literal(turn.speaker.capitalize())
+        who = literal(turn.label)
         if turn.side is not None and 0 <= turn.side < len(record.options):
             side = option_label(item, order, turn.side)
             parts += [(f"{who} for {side}", "bold")] + literal_parts(record.options[turn.side], "bold") + [(":", "bold")]
@@ -566,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
 def _print_status(run_dir: str) -> int:
     from rich.console import Console
 
-    from oversight.mixing import human_report
+    from judges.policies import human_report
 
     summary = read_summary(run_dir)
     report = human_report(run_dir, summary, write=False)

@@ -1,9 +1,10 @@
 """The engine: runs the call graphs of all questions of a job together, batching across them.
 
 A protocol (and then a judge) is plain async code over a `Context`: `await ctx.generate(...)`
-adds a node to the question's call graph and parks the coroutine. When every question's coroutine
-is parked, the engine takes all parked calls, groups them by model, answers what it can from the
-call cache, and sends the rest of each group to its backend as one batch. So 200 debates make 200-
+adds a node to the question's call graph and parks the coroutine. When no coroutine of the job can
+run any more (each waits on a model call, or on something outside the job), the engine takes all
+parked calls, groups them by model, answers what it can from the call cache, and sends the rest of
+each group to its backend as one batch. So 200 debates make 200-
 prompt batches, not 200 one-prompt calls: this cross-question batching is the main performance
 lever on every backend.
 """
@@ -11,6 +12,7 @@ lever on every backend.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -111,12 +113,25 @@ class Engine:
     def run(
         self, questions: Sequence[Question], episode: Callable[[Question, "Context"], Awaitable[T]]
     ) -> list[Episode]:
-        """Run `episode(question, ctx)` for every question, batching model calls across all."""
+        """Run `episode(question, ctx)` for every question, batching model calls across all.
+        From inside a running event loop (a notebook), await `run_async` instead."""
         return asyncio.run(self.run_async(questions, episode))
 
     async def run_async(
         self, questions: Sequence[Question], episode: Callable[[Question, "Context"], Awaitable[T]]
     ) -> list[Episode]:
+        """`run` for an already running event loop: tasks of the job are watched through the
+        loop's task factory (public asyncio API), which is restored afterwards."""
+        loop = asyncio.get_running_loop()
+        previous = loop.get_task_factory()
+        watcher = _Watcher(previous)
+        loop.set_task_factory(watcher.factory)
+        try:
+            return await self._run(questions, episode, watcher)
+        finally:
+            loop.set_task_factory(previous)
+
+    async def _run(self, questions, episode, watcher: "_Watcher") -> list[Episode]:
         self.total += len(questions)
         outcomes = [Episode(question=q, graph=CallGraph(q.id)) for q in questions]
 
@@ -131,7 +146,7 @@ class Engine:
 
         tasks = [asyncio.create_task(one(o)) for o in outcomes]
         while True:
-            await self._settle()
+            await watcher.settle()
             if self._pending:
                 await self._flush()
             elif all(t.done() for t in tasks):
@@ -148,15 +163,6 @@ class Engine:
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(model, call, future))
         return await future
-
-    async def _settle(self) -> None:
-        """Yield until every runnable coroutine has reached its next await."""
-        loop = asyncio.get_running_loop()
-        quiet = 0
-        while quiet < 3:
-            await asyncio.sleep(0)
-            ready = getattr(loop, "_ready", ())  # callbacks still runnable this loop iteration
-            quiet = 0 if len(ready) else quiet + 1
 
     async def _flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -207,6 +213,78 @@ class Engine:
     def _progress(self) -> None:
         if self.on_progress:
             self.on_progress(self)
+
+
+class _Watcher:
+    """Knows, through the task factory, what every task of the job is waiting for, so the engine can
+    tell when none of them can run: each task waits on a future that is not done yet (a model call,
+    a child task, a thread). A task is runnable when it has not started, yielded to the loop, or
+    waits on a future that is already done."""
+
+    def __init__(self, previous):
+        self.previous = previous
+        self.live: set[_Watched] = set()
+        self.finished = 0
+
+    def factory(self, loop, coro, **kwargs):
+        watched = _Watched(coro, self)
+        if self.previous is not None:
+            return self.previous(loop, watched, **kwargs)
+        return asyncio.Task(watched, loop=loop, **kwargs)
+
+    def runnable(self) -> bool:
+        return any(w.waiting is _RUNNABLE or w.waiting.done() for w in self.live)
+
+    async def settle(self) -> None:
+        """Yield to the loop until no task of the job can run. A finished task wakes its awaiter
+        through callbacks one loop pass later, so quiet must hold over two passes."""
+        quiet = 0
+        while quiet < 2:
+            finished = self.finished
+            await asyncio.sleep(0)
+            quiet = 0 if self.runnable() or self.finished != finished else quiet + 1
+
+
+_RUNNABLE = object()
+
+
+class _Watched(collections.abc.Coroutine):
+    """A task's coroutine, seen from outside: what it waits on after each step."""
+
+    __slots__ = ("coro", "watcher", "waiting")
+
+    def __init__(self, coro, watcher: _Watcher):
+        self.coro = coro
+        self.watcher = watcher
+        self.waiting: Any = _RUNNABLE
+        watcher.live.add(self)
+
+    def send(self, value):
+        return self._step(self.coro.send, value)
+
+    def throw(self, *args):
+        return self._step(self.coro.throw, *args)
+
+    def __next__(self):
+        return self.send(None)
+
+    def close(self):
+        self.watcher.live.discard(self)
+        return self.coro.close()
+
+    def __await__(self):
+        return self
+
+    def _step(self, method, *args):
+        self.waiting = _RUNNABLE
+        try:
+            yielded = method(*args)
+        except BaseException:
+            self.watcher.live.discard(self)
+            self.watcher.finished += 1
+            raise
+        self.waiting = yielded if isinstance(yielded, asyncio.Future) else _RUNNABLE
+        return yielded
 
 
 class Context:

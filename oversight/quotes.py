@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from oversight.types import Quote
+from oversight.types import Quote, Turn
 
 QUOTE_TAG = re.compile(r"<quote>(.*?)</quote>", re.DOTALL | re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -37,11 +37,16 @@ def sentences(passage: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(passage.strip()) if s.strip()]
 
 
-def mark(argument: str, passage: str) -> str:
-    """The argument as the judge sees it: every quote tagged verified or unverified."""
-
-    def tag(match: re.Match) -> str:
-        ok = verify(match.group(1), passage)
-        return f'<{"v" if ok else "u"}_quote>{match.group(1).strip()}</{"v" if ok else "u"}_quote>'
-
-    return QUOTE_TAG.sub(tag, argument)
+def quote_verdicts(turn: Turn) -> list[tuple[re.Match, bool]]:
+    """Each <quote> span of a turn with whether it was verified when the turn was made (its
+    `quotes`, in order): the one place every reader of a turn gets the verdicts from."""
+    quotes: list[Quote] = list(turn.quotes)
+    out = []
+    for index, match in enumerate(QUOTE_TAG.finditer(turn.text)):
+        text = normalise(match.group(1))
+        if index < len(quotes) and normalise(quotes[index].text) == text:
+            verified = quotes[index].verified
+        else:
+            verified = any(q.verified and normalise(q.text) == text for q in quotes)
+        out.append((match, verified))
+    return out

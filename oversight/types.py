@@ -13,6 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 
 
+class Claim(BaseModel):
+    """A checkable step of a worked answer (reward questions): `question` + `prefix` is its cloze
+    ("72 + 38 ="), `value` the claimed result, `alternatives` the values it is told apart from, and
+    `claims` its easier parts, if any."""
+
+    text: str
+    question: str
+    prefix: str
+    value: str
+    alternatives: list[str]
+    claims: list["Claim"] = Field(default_factory=list)
+    holds: bool | None = Field(default=None, description="ground truth when the task knows it: scores the "
+                                                         "checks, never shown to a model")
+
+
 class Question(BaseModel):
     """One datum: a question, its answer options and the ground truth."""
 
@@ -23,7 +38,17 @@ class Question(BaseModel):
     options: list[str]
     correct: int = Field(description="index of the correct option (ground truth)")
     context: str | None = Field(default=None, description="hidden passage, shown only to roles allowed to see it")
+    answer_prefix: str | None = Field(default=None, description="the answer's cloze stem ('Alice lives in'): "
+                                                                "options are scored as its continuations")
+    reward_option: int | None = Field(default=None, description="reward questions: the option meaning "
+                                                                "'the answer is right'")
+    claims: list[Claim] = Field(default_factory=list, description="reward questions: the steps of the working")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        """The stem option texts continue: the task's cloze stem, else "Answer:"."""
+        return self.answer_prefix or "Answer:"
 
     @model_validator(mode="after")
     def _check(self) -> "Question":
@@ -31,6 +56,9 @@ class Question(BaseModel):
             raise ValueError(f"question {self.id!r}: needs at least 2 options, got {len(self.options)}")
         if not 0 <= self.correct < len(self.options):
             raise ValueError(f"question {self.id!r}: correct={self.correct} is outside 0..{len(self.options) - 1}")
+        if self.reward_option is not None and not 0 <= self.reward_option < len(self.options):
+            raise ValueError(f"question {self.id!r}: reward_option={self.reward_option} is outside "
+                             f"0..{len(self.options) - 1}")
         return self
 
 
@@ -97,12 +125,29 @@ class Quote(BaseModel):
 class Turn(BaseModel):
     """One judge-visible contribution: an argument, a quote list, an answer to a question."""
 
-    speaker: str = Field(description="role of the speaker, e.g. debater, consultant")
+    role: str = Field(description="model role that spoke, e.g. debater, consultant (bound to a model in config)")
+    label: str = Field(default="", description="the speaker's name as the judge reads it; default: the role, "
+                                               "capitalised")
     side: int | None = Field(default=None, description="index of the option the speaker argues for")
     round: int = 0
     text: str
     quotes: list[Quote] = Field(default_factory=list)
     node: str | None = Field(default=None, description="id of the graph node that produced this turn")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_records(cls, data: Any) -> Any:
+        # records written before role and label were separate have one `speaker` field
+        if isinstance(data, dict) and "speaker" in data and "role" not in data:
+            data = {**data, "role": data["speaker"]}
+            data.pop("speaker")
+        return data
+
+    @model_validator(mode="after")
+    def _default_label(self) -> "Turn":
+        if not self.label:
+            self.label = self.role.capitalize()
+        return self
 
 
 class Transcript(BaseModel):
@@ -162,6 +207,7 @@ class Record(BaseModel):
     question: str
     options: list[str]
     correct_index: int
+    reward_option: int | None = None
     protocol: str
     metadata: dict[str, Any] = Field(default_factory=dict)
     transcripts: list[Transcript] = Field(default_factory=list)

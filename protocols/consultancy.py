@@ -2,31 +2,33 @@
 
 Every question is run twice, once with the consultant assigned the correct answer and once the
 incorrect one, so accuracy is averaged over both (the standard 50/50 design, paired per question).
-The consultant sees the passage; the judge sees only the consultant's turns.
+The consultant sees the passage; the judge sees only the consultant's turns. How a turn is made is
+the `strategy` (protocols/strategies/).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from oversight.arguments import ArgumentConfig, argue
 from oversight.engine import Context
+from oversight.plugins import Protocol, TurnRequest, TurnStrategy
 from oversight.types import Question, Transcript, Turn
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Consultancy(Protocol):
     name: str = "consultancy"
     rounds: int = Field(default=1, ge=1)
-    argument: ArgumentConfig = ArgumentConfig()
+    strategy: TurnStrategy
+    speaker: str = Field(default="Consultant", description="the consultant's name as the judge reads it")
 
-
-async def run(question: Question, ctx: Context, cfg: Config) -> list[Transcript]:
-    transcripts = []
-    for side in range(len(question.options)):
-        turns: list[Turn] = []
-        for r in range(cfg.rounds):
-            turns.append(await argue(ctx, "consultant", question, side, cfg.argument, turns, r))
-        episode = "correct" if side == question.correct else f"incorrect-{side}"
-        transcripts.append(Transcript(protocol=cfg.name, turns=turns, assigned_side=side, episode=episode))
-    return transcripts
+    async def run(self, question: Question, ctx: Context) -> list[Transcript]:
+        transcripts = []
+        for side in range(len(question.options)):
+            turns: list[Turn] = []
+            for r in range(self.rounds):
+                request = TurnRequest(question=question, side=side, role="consultant", label=self.speaker,
+                                      history=tuple(turns), round=r)
+                turns.append(await self.strategy.turn(ctx, request))
+            episode = "correct" if side == question.correct else f"incorrect-{side}"
+            transcripts.append(Transcript(protocol=self.name, turns=turns, assigned_side=side, episode=episode))
+        return transcripts

@@ -13,33 +13,53 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from oversight.arguments import ArgumentConfig, argue
 from oversight.engine import Context
+from oversight.plugins import Protocol, TurnRequest, TurnStrategy
 from oversight.types import Question, Record, Transcript, Turn
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Debate(Protocol):
     name: str = "debate"
     rounds: int = Field(default=1, ge=1)
     turns: Literal["simultaneous", "sequential"] = "simultaneous"
-    first: Union[Literal[0, 1], Literal["alternate", "both"]] = 0
-    argument: ArgumentConfig = ArgumentConfig()
+    first: Literal[0, 1, "alternate", "both"] = 0
+    strategy: TurnStrategy
+    speakers: tuple[str, str] = Field(default=("Debater", "Debater"),
+                                      description="each side's name as the judge reads it")
 
+    async def run(self, question: Question, ctx: Context) -> list[Transcript]:
+        if len(question.options) != 2:
+            raise ValueError(f"question {question.id}: debate needs exactly 2 options, got {len(question.options)}")
+        if self.turns == "simultaneous":
+            return [await self.debate(question, ctx, None, "main")]
+        if self.first == "both":
+            return list(await asyncio.gather(*(self.debate(question, ctx, side, f"first-{side}") for side in (0, 1))))
+        first = opening_side(question.id) if self.first == "alternate" else self.first
+        return [await self.debate(question, ctx, first, "main")]
 
-async def run(question: Question, ctx: Context, cfg: Config) -> list[Transcript]:
-    if len(question.options) != 2:
-        raise ValueError(f"question {question.id}: debate needs exactly 2 options, got {len(question.options)}")
-    if cfg.turns == "simultaneous":
-        return [await _debate(question, ctx, cfg, None, "main")]
-    if cfg.first == "both":
-        return list(await asyncio.gather(*(_debate(question, ctx, cfg, side, f"first-{side}") for side in (0, 1))))
-    first = opening_side(question.id) if cfg.first == "alternate" else cfg.first
-    return [await _debate(question, ctx, cfg, first, "main")]
+    async def debate(self, question: Question, ctx: Context, first: int | None, episode: str) -> Transcript:
+        turns: list[Turn] = []
+        for r in range(self.rounds):
+            if first is None:
+                seen = tuple(turns)
+                turns += await asyncio.gather(*(self.strategy.turn(ctx, self.request(question, side, seen, r))
+                                                for side in (0, 1)))
+            else:
+                for side in (first, 1 - first):
+                    turns.append(await self.strategy.turn(ctx, self.request(question, side, tuple(turns), r)))
+        info = {} if first is None else {"first_speaker": first}
+        return Transcript(protocol=self.name, turns=turns, episode=episode, sequential=first is not None, info=info)
+
+    def request(self, question: Question, side: int, history: tuple[Turn, ...], round: int) -> TurnRequest:
+        return TurnRequest(question=question, side=side, role="debater", label=self.speakers[side],
+                           history=history, round=round, opponent_side=1 - side)
+
+    def extra_metrics(self, records: list[Record]) -> dict[str, Any]:
+        return extra_metrics(records, self)
 
 
 def opening_side(question_id: str) -> int:
@@ -47,22 +67,7 @@ def opening_side(question_id: str) -> int:
     return hashlib.sha256(question_id.encode()).digest()[0] % 2
 
 
-async def _debate(question: Question, ctx: Context, cfg: Config, first: int | None, episode: str) -> Transcript:
-    turns: list[Turn] = []
-    for r in range(cfg.rounds):
-        if first is None:
-            seen = list(turns)
-            turns += await asyncio.gather(
-                *(argue(ctx, "debater", question, side, cfg.argument, seen, r, 1 - side) for side in (0, 1))
-            )
-        else:
-            for side in (first, 1 - first):
-                turns.append(await argue(ctx, "debater", question, side, cfg.argument, list(turns), r, 1 - side))
-    info = {} if first is None else {"first_speaker": first}
-    return Transcript(protocol=cfg.name, turns=turns, episode=episode, sequential=first is not None, info=info)
-
-
-def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:
+def extra_metrics(records: list[Record], cfg: Debate) -> dict[str, Any]:
     """Sequential turns: how often the judge sides with the debater who opened each round.
 
     `first_speaker_win_rate` is the share of judged debates whose chosen option was the opener's

@@ -32,15 +32,16 @@ likelihood judge this is a question of whether the tree's answer is the right op
 from __future__ import annotations
 
 import asyncio
-import importlib
+
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol as TypingProtocol, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from oversight.engine import Context
 from oversight.errors import ConfigError
+from oversight.plugins import Protocol, locate
 from oversight.graph import CallGraph, call_costs
 from oversight.quotes import normalise, sentences
 from oversight.types import Question, Record, SamplingParams, Transcript, Turn
@@ -53,8 +54,7 @@ RECOMPOSE_SYSTEM = "Answer the question using the answers to its sub-questions."
 DECOMPOSE_SYSTEM = "You break a hard question into simpler sub-questions."
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Decomposition(Protocol):
     name: str = "decomposition"
     max_depth: int = Field(default=2, ge=0, description="0: the answerer answers the whole question directly")
     max_subquestions: int = Field(default=2, ge=1, description="sub-questions per node, at most")
@@ -68,9 +68,33 @@ class Config(BaseModel):
     @field_validator("decomposer")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in ("reference", "model") and ":" not in value:
-            raise ValueError(f"{value!r} is unknown; valid: reference, model, or package.module:factory")
+        if value not in ("reference", "model") and "." not in value and ":" not in value:
+            raise ValueError(f"{value!r} is unknown; valid: reference, model, or the import path of a "
+                             "decomposer factory (package.module.factory)")
         return value
+
+    async def run(self, question: Question, ctx: Context) -> list[Transcript]:
+        cfg = self
+        decomposer = build_decomposer(cfg)
+        root = Node(path="", depth=0, sub=root_question(question, decomposer), ancestors=[])
+        await solve(ctx, question, cfg, decomposer, root, deps=[])
+        turns = [Turn(role="decomposition", text=f"Q{n.path}: {n.sub.question} A{n.path}: {n.answer}",
+                      node=n.answer_node) for n in root.walk() if n is not root]
+        turns.append(Turn(role="answer", text=answer_sentence(root.sub.prefix, root.answer), node=root.answer_node))
+        nodes = list(root.walk())
+        info = {
+            "decomposer": decomposer.kind, "max_depth": cfg.max_depth, "order": cfg.order,
+            "answer": root.answer, "answer_option": option_index(question, root.answer),
+            "tree_depth": max(n.depth for n in nodes), "subquestions": len(nodes) - 1,
+            "leaves": sum(1 for n in nodes if not n.children),
+            "subanswers_checked": sum(1 for n in nodes[1:] if n.sub.expected is not None),
+            "subanswers_right": sum(1 for n in nodes[1:]
+                                    if n.sub.expected is not None and same(n.answer, n.sub.expected)),
+        }
+        return [Transcript(protocol=cfg.name, turns=turns, info=info)]
+
+    def extra_metrics(self, records: list[Record]) -> dict[str, Any]:
+        return extra_metrics(records, self)
 
 
 @dataclass
@@ -108,7 +132,7 @@ class Decomposer(TypingProtocol):
     kind: str
 
     async def propose(self, ctx: Context, question: Question, node: Node, answered: list[Node],
-                      deps: list[str], cfg: Config) -> tuple[list[SubQuestion], str]:
+                      deps: list[str], cfg: "Decomposition") -> tuple[list[SubQuestion], str]:
         """-> (sub-questions, id of the graph node that proposed them)"""
         ...
 
@@ -120,26 +144,7 @@ class Decomposer(TypingProtocol):
 # ---- the protocol -------------------------------------------------------------------------------
 
 
-async def run(question: Question, ctx: Context, cfg: Config) -> list[Transcript]:
-    decomposer = build_decomposer(cfg)
-    root = Node(path="", depth=0, sub=root_question(question, decomposer), ancestors=[])
-    await solve(ctx, question, cfg, decomposer, root, deps=[])
-    turns = [Turn(speaker="decomposition", text=f"Q{n.path}: {n.sub.question} A{n.path}: {n.answer}",
-                  node=n.answer_node) for n in root.walk() if n is not root]
-    turns.append(Turn(speaker="answer", text=answer_sentence(root.sub.prefix, root.answer), node=root.answer_node))
-    nodes = list(root.walk())
-    info = {
-        "decomposer": decomposer.kind, "max_depth": cfg.max_depth, "order": cfg.order,
-        "answer": root.answer, "answer_option": option_index(question, root.answer),
-        "tree_depth": max(n.depth for n in nodes), "subquestions": len(nodes) - 1,
-        "leaves": sum(1 for n in nodes if not n.children),
-        "subanswers_checked": sum(1 for n in nodes[1:] if n.sub.expected is not None),
-        "subanswers_right": sum(1 for n in nodes[1:] if n.sub.expected is not None and same(n.answer, n.sub.expected)),
-    }
-    return [Transcript(protocol=cfg.name, turns=turns, info=info)]
-
-
-async def solve(ctx: Context, question: Question, cfg: Config, decomposer: Decomposer, node: Node,
+async def solve(ctx: Context, question: Question, cfg: "Decomposition", decomposer: Decomposer, node: Node,
                 deps: Sequence[str]) -> Node:
     """Answer `node`: split it (below max_depth, if the decomposer proposes anything), else leaf."""
     node.question_node = ctx.step(f"Q{node.path}", node.sub.question, deps=deps, depth=node.depth,
@@ -154,7 +159,7 @@ async def solve(ctx: Context, question: Question, cfg: Config, decomposer: Decom
     return node
 
 
-async def expand(ctx: Context, question: Question, cfg: Config, decomposer: Decomposer, node: Node) -> None:
+async def expand(ctx: Context, question: Question, cfg: "Decomposition", decomposer: Decomposer, node: Node) -> None:
     def child(sub: SubQuestion) -> Node:
         return Node(path=f"{node.path}.{len(node.children) + 1}".lstrip("."), depth=node.depth + 1, sub=sub,
                     ancestors=node.ancestors + [node.sub.question])
@@ -175,7 +180,7 @@ async def expand(ctx: Context, question: Question, cfg: Config, decomposer: Deco
         await solve(ctx, question, cfg, decomposer, c, [proposer])
 
 
-async def answer_leaf(ctx: Context, question: Question, cfg: Config, node: Node) -> None:
+async def answer_leaf(ctx: Context, question: Question, cfg: "Decomposition", node: Node) -> None:
     """Answer directly: retrieve the passage sentences most likely to answer, then answer from them."""
     facts = question.context if question.metadata.get("context_kind", "facts") == "facts" else None
     lines, deps = [], [node.question_node]
@@ -201,7 +206,7 @@ async def answer_leaf(ctx: Context, question: Question, cfg: Config, node: Node)
     ctx.graph.set(out.node, answer=node.answer)
 
 
-async def recompose(ctx: Context, question: Question, cfg: Config, decomposer: Decomposer, node: Node) -> None:
+async def recompose(ctx: Context, question: Question, cfg: "Decomposition", decomposer: Decomposer, node: Node) -> None:
     pairs = "\n".join(f"Q{i}: {c.sub.question} A{i}: {c.answer}." for i, c in enumerate(node.children, 1))
     prompt = _with_ancestors(node, f"{pairs}\n\nQuestion: {node.sub.question}", cfg)
     out = await ctx.generate(
@@ -214,7 +219,7 @@ async def recompose(ctx: Context, question: Question, cfg: Config, decomposer: D
 
 
 def root_question(question: Question, decomposer: "Decomposer") -> SubQuestion:
-    prefix = str(question.metadata.get("answer_prefix") or "Answer:")
+    prefix = question.prefix
     ref = question.metadata.get("reference_decomposition")
     if isinstance(decomposer, ReferenceDecomposer) and ref:
         units = int(ref["units"])
@@ -336,19 +341,13 @@ def parse_subquestions(text: str, parent: str) -> list[SubQuestion]:
     return subs
 
 
-def build_decomposer(cfg: Config) -> Decomposer:
+def build_decomposer(cfg: "Decomposition") -> Decomposer:
     if cfg.decomposer == "reference":
         return ReferenceDecomposer()
     if cfg.decomposer == "model":
         return ModelDecomposer()
-    if ":" in cfg.decomposer:
-        module_name, factory = cfg.decomposer.split(":", 1)
-        try:
-            return getattr(importlib.import_module(module_name), factory)(cfg)
-        except (ModuleNotFoundError, AttributeError) as exc:
-            raise ConfigError(f"protocol.decomposer={cfg.decomposer!r} cannot be loaded: {exc}") from exc
-    raise ConfigError(f"protocol.decomposer={cfg.decomposer!r} is unknown; valid: reference, model, "
-                      "or package.module:factory")
+    factory = locate(cfg.decomposer.replace(":", "."), "protocol.decomposer")
+    return factory(cfg)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -387,7 +386,7 @@ def _messages(system: str, user: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def _with_ancestors(node: Node, text: str, cfg: Config) -> str:
+def _with_ancestors(node: Node, text: str, cfg: "Decomposition") -> str:
     if not (cfg.ancestors and node.ancestors):
         return text
     return "This helps to answer: " + " / ".join(node.ancestors) + "\n\n" + text
@@ -416,7 +415,7 @@ def tree_graph(graph: "nx.DiGraph | dict[str, Any]") -> "nx.DiGraph":
 # ---- metrics ------------------------------------------------------------------------------------
 
 
-def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:
+def extra_metrics(records: list[Record], cfg: "Decomposition") -> dict[str, Any]:
     """Tree shape, the tree's own answer accuracy, cost per question and accuracy per unit of cost."""
     infos = [t.info for r in records for t in r.transcripts if t.info]
     cost = call_costs(r.graph for r in records)

@@ -6,17 +6,14 @@ passage (the expert ceiling). Makes no model calls itself: the judge's calls are
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from oversight.engine import Context
+from oversight.plugins import Protocol
 from oversight.types import Question, Transcript
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Direct(Protocol):
     name: str = "direct"
     passage: bool = False
 
-
-async def run(question: Question, ctx: Context, cfg: Config) -> list[Transcript]:
-    return [Transcript(protocol=cfg.name, passage=question.context if cfg.passage else None)]
+    async def run(self, question: Question, ctx: Context) -> list[Transcript]:
+        return [Transcript(protocol=self.name, passage=question.context if self.passage else None)]

@@ -3,11 +3,11 @@ with help from assistants that were themselves evaluated one level down.
 
 The judged thing is a reward question (e.g. `task=arithmetic_answers`): a policy's worked answer,
 right or subtly wrong, and the options ["right", "wrong"]. The judge's probability of the option
-`metadata["reward_option"]` ("right") is the reward; ground truth says which answers are right,
+`question.reward_option` ("right") is the reward; ground truth says which answers are right,
 so every judge and metric applies unchanged (judge accuracy = reward on the right side of 0.5).
 
 - level 0: the judge rewards the answer alone (the `direct` protocol on the same question);
-- level k >= 1: the answer is split into claims (`metadata["claims"]`: the steps of the working),
+- level k >= 1: the answer is split into claims (`question.claims`: the steps of the working),
   each claim is checked with level k-1 assistance, and a critique sums the checks up; the judge
   rewards the answer after reading them.
 
@@ -29,32 +29,42 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from oversight.engine import Context
 from oversight.errors import ConfigError
 from oversight.graph import call_costs
 from oversight.metrics import softmax
-from oversight.reward import reward_metrics, rewards_and_labels
-from oversight.types import Question, Record, Transcript, Turn
+from oversight.metrics import reward_metrics, rewards_and_labels
+from oversight.plugins import Protocol
+from oversight.types import Claim, Question, Record, Transcript, Turn
 
 CHECK_SYSTEM = "Compute the answer."
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RRM(Protocol):
     name: str = "rrm"
     level: int = Field(default=2, ge=0, description="0: the judge alone; k: assistants evaluated at level k-1")
 
+    async def run(self, question: Question, ctx: Context) -> list[Transcript]:
+        if not question.claims or question.reward_option is None or len(question.options) != 2:
+            raise ConfigError(f"protocol rrm: question {question.id} (family {question.metadata.get('family')!r}) "
+                              "is not a two-option reward question with claims; use e.g. task=arithmetic_answers")
+        if self.level == 0:
+            return [Transcript(protocol=self.name, info={"level": 0, "assistance": [], "verdict": None})]
+        checks = await asyncio.gather(*(check(ctx, c, self.level - 1, str(i))
+                                        for i, c in enumerate(question.claims, 1)))
+        turns = [Turn(role="checker", text=f'Step {i}, "{c.claim.text}": {"checks out" if c.ok else "wrong"}.',
+                      node=c.node) for i, c in enumerate(checks, 1)]
+        verdict, text = critique(question, checks)
+        node = ctx.step("critique", text, deps=[c.node for c in checks], level=self.level, verdict=verdict)
+        turns.append(Turn(role="critic", text=text, node=node))
+        info = {"level": self.level, "verdict": verdict, "assistance": [c.as_dict() for c in checks],
+                "checks": sum(1 for c in checks for _ in _walk(c))}
+        return [Transcript(protocol=self.name, turns=turns, info=info)]
 
-class Claim(BaseModel):
-    text: str
-    question: str
-    prefix: str
-    value: str
-    alternatives: list[str]
-    claims: list["Claim"] = Field(default_factory=list)
-    holds: bool | None = None  # ground truth when the task knows it: scores the checks, never shown
+    def extra_metrics(self, records: list[Record]) -> dict[str, Any]:
+        return extra_metrics(records, self)
 
 
 @dataclass
@@ -69,24 +79,6 @@ class Check:
     def as_dict(self) -> dict[str, Any]:
         return {"claim": self.claim.text, "level": self.level, "p": round(self.p, 4), "ok": self.ok,
                 "holds": self.claim.holds, "node": self.node, "parts": [p.as_dict() for p in self.parts]}
-
-
-async def run(question: Question, ctx: Context, cfg: Config) -> list[Transcript]:
-    if "claims" not in question.metadata or len(question.options) != 2:
-        raise ConfigError(f"protocol rrm: question {question.id} (family {question.metadata.get('family')!r}) is not "
-                          "a two-option reward question with metadata.claims; use e.g. task=arithmetic_answers")
-    if cfg.level == 0:
-        return [Transcript(protocol=cfg.name, info={"level": 0, "assistance": [], "verdict": None})]
-    claims = [Claim.model_validate(c) for c in question.metadata["claims"]]
-    checks = await asyncio.gather(*(check(ctx, c, cfg.level - 1, str(i)) for i, c in enumerate(claims, 1)))
-    turns = [Turn(speaker="checker", text=f'Step {i}, "{c.claim.text}": {"checks out" if c.ok else "wrong"}.',
-                  node=c.node) for i, c in enumerate(checks, 1)]
-    verdict, text = critique(question, checks)
-    node = ctx.step("critique", text, deps=[c.node for c in checks], level=cfg.level, verdict=verdict)
-    turns.append(Turn(speaker="critic", text=text, node=node))
-    info = {"level": cfg.level, "verdict": verdict, "assistance": [c.as_dict() for c in checks],
-            "checks": sum(1 for c in checks for _ in _walk(c))}
-    return [Transcript(protocol=cfg.name, turns=turns, info=info)]
 
 
 async def check(ctx: Context, claim: Claim, level: int, path: str) -> Check:
@@ -109,12 +101,12 @@ async def check(ctx: Context, claim: Claim, level: int, path: str) -> Check:
 
 def critique(question: Question, checks: list[Check]) -> tuple[str, str]:
     """The critic's summary, ending in the question's own answer form ("So the working is wrong.")."""
-    good = int(question.metadata.get("reward_option", 0))
+    good = question.reward_option or 0
     failed = [i for i, c in enumerate(checks, 1) if not c.ok]
     verdict = question.options[good] if not failed else question.options[1 - good]
     reason = "Every step checks out." if not failed else \
         f"Step{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))} {'are' if len(failed) > 1 else 'is'} wrong."
-    prefix = str(question.metadata.get("answer_prefix") or "The answer is")
+    prefix = question.prefix
     return verdict, f"{reason} So {prefix[:1].lower()}{prefix[1:]} {verdict}."
 
 
@@ -124,7 +116,7 @@ def _walk(c: Check):
         yield from _walk(part)
 
 
-def extra_metrics(records: list[Record], cfg: Config) -> dict[str, Any]:
+def extra_metrics(records: list[Record], cfg: RRM) -> dict[str, Any]:
     """Reward accuracy, AUROC, ECE and Brier of the reward against correctness, the assistants' own
     verdict accuracy, and cost per judged answer."""
     rewards, labels = rewards_and_labels(records)

@@ -27,6 +27,9 @@ from __future__ import annotations
 import random
 
 from oversight.errors import ConfigError
+from pydantic import Field
+
+from oversight.plugins import Task
 from oversight.types import Question
 
 
@@ -45,8 +48,8 @@ def generate(n: int = 200, seed: int = 0, terms: int = 4, digits: int = 2, split
         expression = " + ".join(map(str, numbers))
         questions.append(Question(
             id=f"ar-{seed}-{i:05d}", question=f"What is {expression}?", options=options, correct=correct,
-            context=_working(numbers), metadata={
-                "family": "arithmetic", "split": split, "answer_prefix": f"{expression} =", "terms": terms,
+            context=_working(numbers), answer_prefix=f"{expression} =", metadata={
+                "family": "arithmetic", "split": split, "terms": terms,
                 "digits": digits, "context_kind": "worked_solution", "difficulty": terms * digits,
                 "reference_decomposition": reference_decomposition(numbers),
             },
@@ -78,12 +81,13 @@ def answers(n: int = 200, seed: int = 0, terms: int = 3, digits: int = 2, p_wron
             id=f"ara-{seed}-{i:05d}",
             question=f"Check this working for {expression}: {working}",
             options=["right", "wrong"], correct=correct, context=_working(numbers),
+            answer_prefix="The working is", reward_option=0,
+            claims=[_step_claim(a, b, c) for a, b, c in steps],
             metadata={
-                "family": "arithmetic_answers", "split": split, "answer_prefix": "The working is", "terms": terms,
+                "family": "arithmetic_answers", "split": split, "terms": terms,
                 "digits": digits, "context_kind": "worked_solution", "policy": "candidates",
                 "proposed": working, "proposed_total": running, "proposed_correct": slip is None,
-                "slip_step": slip, "reward_option": 0, "difficulty": terms * digits,
-                "claims": [_step_claim(a, b, c) for a, b, c in steps],
+                "slip_step": slip, "difficulty": terms * digits,
             },
         ))
     return questions
@@ -142,3 +146,32 @@ def _check(n: int, terms: int, digits: int) -> None:
         raise ConfigError(f"task.terms must be >= 2, got {terms}")
     if not 1 <= digits <= 4:
         raise ConfigError(f"task.digits must be in 1..4, got {digits}")
+
+
+class Arithmetic(Task):
+    """`task=arithmetic`: long sums with a reference decomposition (see `generate`)."""
+
+    name: str = "arithmetic"
+    n: int = Field(default=200, ge=1)
+    seed: int = 0
+    terms: int = Field(default=4, ge=2)
+    digits: int = Field(default=2, ge=1)
+    split: str = "test"
+
+    def questions(self) -> list[Question]:
+        return generate(**self.model_dump(exclude={"name"}))
+
+
+class ArithmeticAnswers(Task):
+    """`task=arithmetic_answers`: reward questions, worked sums right or with one slip (see `answers`)."""
+
+    name: str = "arithmetic_answers"
+    n: int = Field(default=200, ge=1)
+    seed: int = 0
+    terms: int = Field(default=3, ge=2)
+    digits: int = Field(default=2, ge=1)
+    p_wrong: float = Field(default=0.5, ge=0.0, le=1.0)
+    split: str = "test"
+
+    def questions(self) -> list[Question]:
+        return answers(**self.model_dump(exclude={"name"}))

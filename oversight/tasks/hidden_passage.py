@@ -18,6 +18,11 @@ import random
 from dataclasses import dataclass
 
 from oversight.errors import ConfigError
+from typing import Literal
+
+from pydantic import Field
+
+from oversight.plugins import Task
 from oversight.types import Question
 
 NAMES = [
@@ -126,8 +131,9 @@ def _one(rng, i, seed, n_people, per_person, fillers, distractor, paraphrase, sp
         options=options,
         correct=correct,
         context=" ".join(sentences),
+        answer_prefix=attr.cloze.format(name=target),
         metadata={
-            "family": "hidden_passage", "split": split, "answer_prefix": attr.cloze.format(name=target), "attribute": attr.key, "subject": target,
+            "family": "hidden_passage", "split": split, "attribute": attr.key, "subject": target,
             "distractor": distractor, "paraphrase": paraphrase, "n_people": n_people, "difficulty": n_people * per_person + fillers,
         },
     )
@@ -135,3 +141,20 @@ def _one(rng, i, seed, n_people, per_person, fillers, distractor, paraphrase, sp
 
 def _state(template: str, name: str, value: str) -> str:
     return template.format(name=name, value=value)
+
+
+class HiddenPassage(Task):
+    """`task=hidden_passage`: the QuALITY setting in miniature (see `generate`)."""
+
+    name: str = "hidden_passage"
+    n: int = Field(default=200, ge=1)
+    seed: int = 0
+    n_people: int = Field(default=3, ge=2, le=len(NAMES))
+    attributes_per_person: int = Field(default=2, ge=1, le=len(ATTRIBUTES))
+    fillers: int = Field(default=1, ge=0)
+    distractor: Literal["in_story", "out_of_story"] = "in_story"
+    paraphrase: bool = False
+    split: str = "test"
+
+    def questions(self) -> list[Question]:
+        return generate(**self.model_dump(exclude={"name"}))

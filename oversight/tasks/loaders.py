@@ -31,6 +31,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from oversight.errors import ConfigError, DataError
+from typing import ClassVar
+
+from pydantic import Field
+
+from oversight.plugins import Task
 from oversight.types import Question
 
 log = logging.getLogger(__name__)
@@ -585,3 +590,70 @@ LOADERS: dict[str, Callable[..., Loaded]] = {
     "quality": load_quality, "gpqa": load_gpqa, "mmlu": load_mmlu, "boolq": load_boolq,
     "jsonl": load_jsonl, "csv": load_csv,
 }
+
+
+# ---- the task plugins (conf/task/*.yaml) ------------------------------------------------------------
+
+
+class FileTask(Task):
+    """A dataset read from local files; `questions()` calls the family's loader."""
+
+    path: str
+    n: int | None = Field(default=None, ge=1)
+    n_options: int | None = Field(default=None, ge=2)
+    seed: int = 0
+    skip_malformed: bool = False
+    split: str | None = None
+    family: str = ""
+
+    def questions(self) -> list[Question]:
+        loader = LOADERS[type(self).loader_name]
+        return loader(**self.model_dump(exclude={"name", "family"} if type(self).loader_name not in ("jsonl", "csv")
+                                         else {"name"}))
+
+    loader_name: ClassVar[str] = ""
+
+
+class Quality(FileTask):
+    loader_name: ClassVar[str] = "quality"
+    name: str = "quality"
+    n_options: int | None = Field(default=2, ge=2)
+    hard: bool = False
+
+
+class GPQA(FileTask):
+    loader_name: ClassVar[str] = "gpqa"
+    name: str = "gpqa"
+
+
+class MMLU(FileTask):
+    loader_name: ClassVar[str] = "mmlu"
+    name: str = "mmlu"
+    subjects: list[str] | None = None
+
+
+class BoolQ(FileTask):
+    loader_name: ClassVar[str] = "boolq"
+    name: str = "boolq"
+    n_options: int | None = Field(default=2, ge=2)
+
+
+class JSONL(FileTask):
+    """Any JSONL (or, as CSV, any CSV) of multiple-choice questions with a field mapping."""
+
+    loader_name: ClassVar[str] = "jsonl"
+    name: str = "jsonl"
+    family: str = "jsonl"
+    question_field: str = "question"
+    options_field: str | list[str] = "options"
+    answer_field: str = "answer"
+    answer_format: str = "auto"
+    context_field: str | None = None
+    id_field: str | None = None
+    metadata_fields: list[str] = Field(default_factory=list)
+
+
+class CSV(JSONL):
+    loader_name: ClassVar[str] = "csv"
+    name: str = "csv"
+    family: str = "csv"

@@ -20,6 +20,11 @@ import random
 
 from oversight.errors import ConfigError
 from oversight.tasks.hidden_passage import ATTRIBUTES, NAMES
+from typing import Literal
+
+from pydantic import Field
+
+from oversight.plugins import Task
 from oversight.types import Question
 
 RELATIONS = ("mentor", "neighbour", "cousin", "boss", "landlord", "dentist", "coach", "tutor")
@@ -79,8 +84,9 @@ def _one(rng: random.Random, i: int, seed: int, hops: int, n_people: int, distra
         options=options,
         correct=correct,
         context=" ".join(facts),
+        answer_prefix=root["prefix"],
         metadata={
-            "family": "multihop", "split": split, "answer_prefix": root["prefix"], "hops": hops,
+            "family": "multihop", "split": split, "hops": hops,
             "n_people": n_people, "distractor": distractor, "chain": chain, "context_kind": "facts",
             "difficulty": hops,
             "reference_decomposition": reference_decomposition(chain, relations, truth),
@@ -109,3 +115,18 @@ def reference_decomposition(chain: list[str], relations: list[str], truth: str) 
             templates = span_question("{x}", rels, ends_in_city)
             spans[f"{i}:{j}"] = {**templates, "x": chain[i], "answer": truth if ends_in_city else chain[j]}
     return {"combine": "chain", "units": hops, "leaf_units": 1, "spans": spans}
+
+
+class Multihop(Task):
+    """`task=multihop`: chains of relations over generated facts (see `generate`)."""
+
+    name: str = "multihop"
+    n: int = Field(default=200, ge=1)
+    seed: int = 0
+    hops: int = Field(default=3, ge=1)
+    n_people: int = 5
+    distractor: Literal["chain", "any"] = "chain"
+    split: str = "test"
+
+    def questions(self) -> list[Question]:
+        return generate(**self.model_dump(exclude={"name"}))

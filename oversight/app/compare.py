@@ -19,7 +19,7 @@ from rich.table import Table
 
 from oversight.errors import OversightError
 from oversight.metrics import paired_difference, question_scores
-from oversight.mixing import human_report, report_renderables
+from judges.policies import human_report, report_renderables
 from oversight.records import SUMMARY, read_records, read_summary
 
 COLUMNS = ["job", "protocol", "judge", "n", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low",

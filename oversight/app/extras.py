@@ -1,7 +1,7 @@
 """Tabulate the protocol-specific metrics (summary.json["extra"]) of every job under a directory.
 
-    python -m oversight.extras runs/amplification
-    python -m oversight.extras runs/rrm --keys level,reward_accuracy,auroc,ece,brier
+    python -m oversight.app.extras runs/amplification
+    python -m oversight.app.extras runs/rrm --keys level,reward_accuracy,auroc,ece,brier
 
 One row per job (protocol label, judge accuracy with its 95% CI, then the chosen extras, or every
 scalar extra), as a Markdown table on stdout. Works from finished files alone, like
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from oversight.compare import disambiguate_labels
+from oversight.app.compare import disambiguate_labels
 from oversight.errors import OversightError
 from oversight.records import SUMMARY, read_summary
 
@@ -61,14 +61,14 @@ def _fmt(value: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oversight.extras", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m oversight.app.extras", description=__doc__.splitlines()[0])
     parser.add_argument("directory", help="a sweep directory under runs/ (or any directory of finished jobs)")
     parser.add_argument("--keys", help="comma-separated extra metrics to show (default: every scalar one)")
     args = parser.parse_args(argv)
     try:
         print(extras_table(args.directory, args.keys.split(",") if args.keys else None), end="")
     except (OversightError, FileNotFoundError) as exc:
-        print(f"oversight.extras: {exc}", file=sys.stderr)
+        print(f"oversight.app.extras: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,0 +1,144 @@
+"""The persuasiveness experiment's report: ratings.csv, persuasion.md and persuasion.png from a
+finished cross-play job (protocols/crossplay.py), Khan et al.'s Figure 1 in miniature: judge
+accuracy under debate and under consultancy against each arguer configuration's cross-play rating,
+with CIs on both axes.
+
+    oversight -m +experiment=persuasion          # runs the tournament; this report runs at the end
+    python -m oversight.app.persuasion runs/persuasion   # the report again, from the files alone
+
+It reads every job under the directory whose records carry cross-play transcripts, and writes next
+to the sweep: `ratings.csv` (one row per player and job), `persuasion.md` (the same as a table)
+and `persuasion.png` (the plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from oversight.errors import OversightError
+from oversight.records import SUMMARY, read_records, read_summary
+
+COLUMNS = ["job", "player", "rating", "rating_low", "rating_high", "crossplay_games", "crossplay_mean_outcome",
+           "debate_accuracy", "debate_low", "debate_high", "debate_n", "consultancy_accuracy", "consultancy_low",
+           "consultancy_high", "consultancy_n", "preference_debate", "preference_consultancy"]
+
+
+def report(directory: str | Path, console: Console | None = None) -> list[dict[str, Any]]:
+    from protocols.crossplay import tournament
+
+    directory = Path(directory)
+    rows: list[dict[str, Any]] = []
+    for job in sorted(p.parent for p in directory.rglob(SUMMARY)):
+        records = read_records(job)
+        if not any(t.info.get("match") == "crossplay" for r in records for t in r.transcripts):
+            continue
+        label = str(job.relative_to(directory)) or "."
+        rows += [{"job": label, **row} for row in tournament(records)]
+        read_summary(job)  # a job without its summary is unfinished: read_summary names it
+    if not rows:
+        raise OversightError(f"{directory}: no finished cross-play job (protocol=crossplay) found")
+    with open(directory / "ratings.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    table = markdown(rows)
+    (directory / "persuasion.md").write_text(table)
+    plot(rows, directory / "persuasion.png")
+    (console or Console(width=200)).print(table)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    def ci(row: dict[str, Any], key: str, low: str, high: str, fmt: str) -> str:
+        if row.get(key) is None:
+            return "-"
+        return f"{row[key]:{fmt}} [{row[low]:{fmt}}, {row[high]:{fmt}}]"
+
+    def num(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = ["| job | arguer | rating (Elo) [95% CI] | cross-play games | mean outcome | "
+             "debate accuracy [95% CI] | consultancy accuracy [95% CI] | preference of chosen turn (debate) | "
+             "(consultancy) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['job']} | {row['player']} | {ci(row, 'rating', 'rating_low', 'rating_high', '.0f')} | "
+            f"{row['crossplay_games']} | {num(row['crossplay_mean_outcome'])} | "
+            f"{ci(row, 'debate_accuracy', 'debate_low', 'debate_high', '.3f')} | "
+            f"{ci(row, 'consultancy_accuracy', 'consultancy_low', 'consultancy_high', '.3f')} | "
+            f"{num(row['preference_debate'])} | {num(row['preference_consultancy'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for protocol, colour in (("debate", "tab:blue"), ("consultancy", "tab:orange")):
+        points = sorted((r for r in rows if r.get("rating") is not None and r.get(f"{protocol}_accuracy") is not None),
+                        key=lambda r: r["rating"])
+        if not points:
+            continue
+        x = [r["rating"] for r in points]
+        y = [r[f"{protocol}_accuracy"] for r in points]
+        ax.errorbar(x, y, xerr=[[r["rating"] - r["rating_low"] for r in points],
+                                [r["rating_high"] - r["rating"] for r in points]],
+                    yerr=[[r[f"{protocol}_accuracy"] - r[f"{protocol}_low"] for r in points],
+                          [r[f"{protocol}_high"] - r[f"{protocol}_accuracy"] for r in points]],
+                    marker="o", capsize=3, color=colour, label=protocol)
+        for r in points:
+            ax.annotate(r["player"], (r["rating"], r[f"{protocol}_accuracy"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8, color=colour)
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("arguer rating (Bradley-Terry, Elo scale; cross-play, 95% CI)")
+    ax.set_ylabel("judge accuracy (95% CI)")
+    ax.set_title("Judge accuracy against arguer strength")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+class SweepCallback:
+    """Hydra callback (added by conf/experiment/persuasion.yaml): the report when a multirun ends."""
+
+    def __init__(self, **_: Any):
+        pass
+
+    def on_multirun_end(self, config, **_: Any) -> None:
+        try:
+            report(config.hydra.sweep.dir)
+        except OversightError as exc:
+            Console(stderr=True).print(f"[red]persuasion report skipped:[/red] {exc}")
+
+    def __getattr__(self, name: str):  # the other Hydra hooks: nothing to do
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m oversight.app.persuasion", description=__doc__.splitlines()[0])
+    parser.add_argument("directory", help="a sweep or job directory with a finished cross-play job")
+    args = parser.parse_args(argv)
+    try:
+        report(args.directory)
+    except (OversightError, FileNotFoundError) as exc:
+        print(f"persuasion: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""`quotes`: the arguer's turn is the passage sentences that best support its side.
+
+The model reads each sentence alone and scores how far it moves a reader towards the side's answer
+(log P(answer | sentence, question), normalised over the options): the speaker models its reader.
+Khan et al. (2024) found quotes alone about as informative to judges as quotes with arguments; with
+a small model this is also the format it can do well. Both sides (and every protocol) ask the same
+reading calls, so the engine answers them once per question.
+
+Draws (`TurnRequest.draw = k`, asked by best-of-N): instead of the best-supported sentences, the
+k-th draw samples `quotes_per_turn` sentences without replacement in proportion to
+softmax(support / tau), with a generator seeded by (question, side, round, k). So one draw is a
+weak arguer that often quotes an irrelevant sentence, N draws contain the best sentence more and
+more often as N grows, and the same draw is the same quote in every protocol and run. `tau` sets
+how much a single draw already follows the speaker's own reading (small: nearly the best; large:
+nearly uniform). `draw = None` is unchanged: the best-supported sentences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+
+from pydantic import Field
+
+from oversight.engine import Context
+from oversight.metrics import logsumexp
+from oversight.plugins import TurnRequest, TurnStrategy
+from oversight.quotes import extract, sentences
+from oversight.types import Question, Turn
+
+
+class Quotes(TurnStrategy):
+    quotes_per_turn: int = Field(default=1, ge=1)
+    tau: float = Field(default=1.0, gt=0.0, description="draws: temperature of the softmax over support")
+
+    async def turn(self, ctx: Context, req: TurnRequest) -> Turn:
+        question = needs_passage(req.question)
+        pool = sentences(question.context)
+        used = {q.text for t in req.history if t.side == req.side for q in t.quotes}
+        candidates = [s for s in pool if s not in used] or pool
+        support, nodes = await self.support(ctx, req, candidates)
+        if req.draw is None:
+            best = sorted(range(len(candidates)), key=lambda i: -support[i])[: self.quotes_per_turn]
+        else:
+            best = self.sample(req, support)
+        return self.quote_turn(ctx, req, [candidates[i] for i in best], [nodes[i] for i in best],
+                               [support[i] for i in best])
+
+    async def support(self, ctx: Context, req: TurnRequest, candidates: list[str]) -> tuple[list[float], list[str]]:
+        """How far each sentence, read alone, moves a reader towards the request's side."""
+        question = req.question
+        options = [" " + o for o in question.options]
+        scored = await asyncio.gather(*(
+            ctx.loglikelihood(req.role, evidence_prompt(question, s), options, prefix=question.prefix,
+                              deps=req.deps, label=f"{req.role}-read", round=req.round)
+            for s in candidates
+        ))
+        return [out.logprobs[req.side] - logsumexp(out.logprobs) for out in scored], [out.node for out in scored]
+
+    def sample(self, req: TurnRequest, support: list[float]) -> list[int]:
+        """The draw's sentences: sampled without replacement, weights softmax(support / tau)."""
+        key = f"{req.question.id}|{req.side}|{req.round}|{req.draw}".encode()
+        rng = random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
+        top = max(support)
+        weights = [math.exp((s - top) / self.tau) for s in support]
+        chosen: list[int] = []
+        for _ in range(min(self.quotes_per_turn, len(support))):
+            left = [i for i in range(len(support)) if i not in chosen]
+            chosen.append(rng.choices(left, weights=[weights[i] for i in left])[0])
+        return chosen
+
+    def quote_turn(self, ctx: Context, req: TurnRequest, chosen: list[str], nodes: list[str],
+                   support: list[float]) -> Turn:
+        """The turn quoting `chosen` (kept in passage order), as a graph step over the readings."""
+        pool = sentences(req.question.context or "")
+        order = sorted(range(len(chosen)), key=lambda i: pool.index(chosen[i]) if chosen[i] in pool else i)
+        text = " ".join(f"<quote>{chosen[i]}</quote>" for i in order)
+        node = ctx.step("argument", text, deps=[nodes[i] for i in order], role=req.role, side=req.side,
+                        round=req.round, support=[support[i] for i in order])
+        return Turn(role=req.role, label=req.label, side=req.side, round=req.round, text=text,
+                    quotes=extract(text, req.question.context or ""), node=node)
+
+
+def evidence_prompt(question: Question, sentence: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "Answer from the evidence."},
+        {"role": "user", "content": f'Evidence: "{sentence}"\n\nQuestion: {question.question}'},
+    ]
+
+
+def needs_passage(question: Question) -> Question:
+    if not question.context:
+        raise ValueError(f"question {question.id}: argument turns need a passage (question.context)")
+    return question
