@@ -50,7 +50,7 @@ from oversight.records import write_records
 from oversight.tasks import arithmetic
 from oversight.train.provenance import write_provenance
 from oversight.train.reward_head import HeadConfig, RewardHead, best_of_n_accuracy, performance_gap_recovered
-from oversight.types import Question, Record, Transcript
+from oversight.types import Claim, Question, Record, Transcript, Turn
 
 OPTIONS = ["right", "wrong"]  # option 0 is the reward option, as in arithmetic_answers
 PREFIX = "The working is"
@@ -113,15 +113,14 @@ def claim_question(item_id: str, claim: dict) -> Question:
 
 
 def _reward_question(item_id: str, text: str, holds: bool) -> Question:
-    return Question(id=item_id, question=text, options=list(OPTIONS), correct=0 if holds else 1,
-                    metadata={"family": "rrm_train", "reward_option": 0, "answer_prefix": PREFIX})
+    return Question(id=item_id, question=text, options=list(OPTIONS), correct=0 if holds else 1, reward_option=0,
+                    answer_prefix=PREFIX, metadata={"family": "rrm_train"})
 
 
 def _claims_of(q: Question) -> list[dict]:
-    claims = getattr(q, "claims", None) or q.metadata.get("claims")
-    if not claims:
-        raise ValueError(f"question {q.id} has no claims; rrm_train needs task=arithmetic_answers")
-    return [c if isinstance(c, dict) else c.model_dump() for c in claims]
+    if not q.claims:
+        raise ValueError(f"question {q.id} has no claims; rrm_train needs arithmetic_answers questions")
+    return [c.model_dump() for c in q.claims]
 
 
 def candidates_for(item: Item, n: int, rng: random.Random) -> list[tuple[list[dict], bool]]:
@@ -204,10 +203,9 @@ async def label_episode(item: Item, ctx: Any, judge: Any, assistant: dict[str, f
     """Label one item. `unassisted`: the judge alone (the floor). Level 0: the checker alone.
     Level k >= 1: the judge reads the level-(k-1) reward model's rewards of the item's parts."""
     from protocols import rrm
-    from oversight.types import Turn
 
     if item.level == 0 and not unassisted:
-        checked = await rrm.check(ctx, rrm.Claim.model_validate(item.claim), 0, "1")
+        checked = await rrm.check(ctx, Claim.model_validate(item.claim), 0, "1")
         info = {"level": 0, "labeller": "checker", "p_claim": checked.p}
         return Transcript(protocol="rrm_train", info=info), None, checked.ok
     turns, info = [], {"level": item.level, "labeller": "judge", "assistance": []}
@@ -218,8 +216,8 @@ async def label_episode(item: Item, ctx: Any, judge: Any, assistant: dict[str, f
             ok = r >= 0.5
             node = ctx.step("reward_model", {"claim": part["text"], "reward": r}, level=item.level - 1,
                             checkpoint=assistant_id, claim=part["text"], reward=r, ok=ok)
-            turns.append(_turn(Turn, "assistant", f'Step {i}, "{part["text"]}": the level-{item.level - 1} reward '
-                               f'model gives {r:.2f}, so it {"checks out" if ok else "is wrong"}.', node))
+            turns.append(Turn(role="assistant", node=node, text=f'Step {i}, "{part["text"]}": the level-{item.level - 1} reward '
+                               f'model gives {r:.2f}, so it {"checks out" if ok else "is wrong"}.'))
             info["assistance"].append({"claim": part["text"], "reward": r, "ok": ok, "holds": part["holds"]})
             if not ok:
                 failed.append(i)
@@ -228,16 +226,11 @@ async def label_episode(item: Item, ctx: Any, judge: Any, assistant: dict[str, f
             f"Step{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))} {'are' if len(failed) > 1 else 'is'} wrong."
         text = f"{reason} So the working is {verdict}."
         node = ctx.step("critique", text, deps=[t.node for t in turns], level=item.level, verdict=verdict)
-        turns.append(_turn(Turn, "critic", text, node))
+        turns.append(Turn(role="critic", text=text, node=node))
         info["verdict"] = verdict
     transcript = Transcript(protocol="rrm_train", turns=turns, info=info)
     judgment = await judge.judge(item.question, transcript, ctx)
     return transcript, judgment, judgment.p is not None and judgment.p[0] > judgment.p[1]
-
-
-def _turn(Turn: Any, role: str, text: str, node: str) -> Any:
-    fields = Turn.model_fields
-    return Turn(**({"role": role, "label": role} if "role" in fields else {"speaker": role}), text=text, node=node)
 
 
 def label_level(engine: Any, judge: Any, items: list[Item], out_dir: Path, *, assistant: dict[str, float] | None,

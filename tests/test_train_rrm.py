@@ -102,14 +102,14 @@ def test_labels_come_from_the_levels_judge_not_ground_truth(tiny_model_dir, tiny
 
 
 def test_level_k_reward_model_assists_level_k_plus_1_in_the_call_graph(tiny_model_dir, tiny_model_cfg, tmp_path, frozen):
-    from judges import build_judge
     from oversight.backends.hf import HFBackend
+    from oversight.plugins import build
     from oversight.graph import CallGraph
     from oversight.records import read_records
     from protocols.rrm_train import RRMTrainConfig, run_rrm_training
 
     engine = Engine(backends={"default": HFBackend(tiny_model_cfg, {"device": "cpu", "batch_size": 32})})
-    judge = build_judge({"module": "judges.model", "name": "likelihood", "kind": "likelihood", "role": "judge"})
+    judge = build({"_target_": "judges.model.ModelJudge", "name": "likelihood", "kind": "likelihood"}, key="judge")
     cfg = RRMTrainConfig(n_train=6, n_heldout=4, candidates=[1, 2])
     summary = run_rrm_training(cfg, engine, judge, frozen, tmp_path / "rrm")
     assert [r["level"] for r in summary["levels"]] == [0, 1, 2]
