@@ -43,11 +43,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from oversight.metrics import accuracy_ci, auroc
 from oversight.records import write_records
 from oversight.tasks import arithmetic
+from oversight.train.job import TrainJob
 from oversight.train.provenance import write_provenance
 from oversight.train.reward_head import HeadConfig, RewardHead, best_of_n_accuracy, performance_gap_recovered
 from oversight.types import Claim, Question, Record, Transcript, Turn
@@ -56,8 +57,10 @@ OPTIONS = ["right", "wrong"]  # option 0 is the reward option, as in arithmetic_
 PREFIX = "The working is"
 
 
-class RRMTrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RRMTrainConfig(TrainJob):
+    """`train: {_target_: protocols.rrm_train.RRMTrainConfig, ...}` (conf/train/rrm.yaml)."""
+
+    name: str = "rrm_train"
     n_train: int = Field(default=60, ge=4, description="workings in the training split")
     n_heldout: int = Field(default=40, ge=4, description="workings in the held-out split")
     seed: int = Field(default=0, description="draws the questions and the split")
@@ -68,6 +71,8 @@ class RRMTrainConfig(BaseModel):
     floor: bool = Field(default=True, description="also train the floor head on the judge's unassisted verdicts")
     head: HeadConfig = Field(default_factory=HeadConfig)
     feature_batch: int = Field(default=64, ge=1)
+    features_cache: str | None = Field(default=None, description="SQLite file of extracted features "
+                                       "(default runs/features/features.sqlite; keyed by the weights' content)")
 
 
 @dataclass
@@ -287,6 +292,13 @@ def run_rrm_training(cfg: RRMTrainConfig, engine: Any, judge: Any, frozen: Any, 
     for level in range(cfg.levels + 1):
         level_dir = out_dir / f"level{level}"
         train, held = train_items[level], held_items[level]
+        if (level_dir / "metrics.json").exists() and (level_dir / "rm" / "head.pkl").exists():
+            # finished by an earlier run of this job (a resumed run): reuse its head and row
+            say(f"level {level}: finished earlier, reusing {level_dir}", 1, 1)
+            rows.append(json.loads((level_dir / "metrics.json").read_text()))
+            assistant_id = str(level_dir / "rm")
+            assistant = _assistant_for(level, train_items, RewardHead.load(level_dir / "rm"), features)
+            continue
         say(f"level {level}: features", 0, 1)
         x_train = features.items(level, [i.claims for i in train])
         x_held = features.items(level, [i.claims for i in held])
@@ -332,17 +344,22 @@ def run_rrm_training(cfg: RRMTrainConfig, engine: Any, judge: Any, frozen: Any, 
         (level_dir / "metrics.json").write_text(json.dumps(row, indent=2))
         # the recursion: this level's reward model checks the parts of the next level's items
         assistant_id = str(level_dir / "rm")
-        nxt = [p for i in train_items.get(level + 1, []) for p in i.parts]
-        if nxt:
-            unique = list({p["text"]: p for p in nxt}.values())
-            x_parts = features.items(level, [[p] for p in unique]) if level < 2 else None
-            assistant = dict(zip([p["text"] for p in unique], map(float, heads["rm"].reward(x_parts))))
+        assistant = _assistant_for(level, train_items, heads["rm"], features)
         say(f"level {level}: done", 1, 1)
     summary = {"levels": rows, "config": cfg.model_dump(), "wall_seconds": round(time.perf_counter() - started, 1),
                "features_extracted": frozen.extracted}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_nan_safe))
     (out_dir / "table.md").write_text(table(rows, cfg.candidates))
     return summary
+
+
+def _assistant_for(level: int, items: dict[int, list[Item]], head: RewardHead, features: Featurizer
+                   ) -> dict[str, float] | None:
+    """The level-`level` reward model's reward of every part of the next level's training items."""
+    parts = list({p["text"]: p for i in items.get(level + 1, []) for p in i.parts}.values())
+    if not parts:
+        return None
+    return dict(zip([p["text"] for p in parts], map(float, head.reward(features.items(level, [[p] for p in parts])))))
 
 
 _ITEM_NAMES = {0: "parts of steps", 1: "steps", 2: "workings"}
