@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from judges.agreement import agreement
 from judges.store import HumanJudgment, ItemKey, read_human_judgments
-from oversight.records import read_records
+from oversight.records import jsonable, read_records
 from oversight.types import Judgment, Record, Transcript
 from judges.verdicts import score
 
@@ -252,7 +252,7 @@ def human_report(job_dir: str | Path, summary: dict[str, Any], write: bool = Tru
                                       if r.status == "judged" and r.chosen is not None} for p in people})
     if write:
         if people:
-            (job_dir / AGREEMENT_JSON).write_text(json.dumps(_jsonable(report.agreement), indent=2) + "\n")
+            (job_dir / AGREEMENT_JSON).write_text(json.dumps(jsonable(report.agreement), indent=2) + "\n")
         if policy.policy == "route":
             write_route_curve(job_dir, report, items)
     return report
@@ -393,13 +393,3 @@ def _question_scores(items: Sequence[Item], verdicts: dict[ItemKey, list[float] 
         if p is not None:
             per_question.setdefault(item.record.question_id, []).append(score(p, item.record.correct_index)[1])
     return {q: sum(v) / len(v) for q, v in per_question.items()}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value

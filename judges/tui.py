@@ -43,7 +43,7 @@ from judges.policies import Item, Policy, human_items, job_policy
 from oversight.quotes import quote_verdicts
 from oversight.records import RECORDS, SUMMARY, read_records, read_summary
 from judges.view import LETTERS, ordered_turns
-from oversight.types import Quote, Turn
+from oversight.types import Turn
 
 JUDGE_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 

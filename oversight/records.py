@@ -43,7 +43,7 @@ def read_records(directory: str | Path) -> list[Record]:
 
 def write_summary(directory: str | Path, summary: dict[str, Any]) -> Path:
     path = Path(directory) / SUMMARY
-    path.write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=False) + "\n")
+    path.write_text(json.dumps(jsonable(summary), indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -55,11 +55,12 @@ def read_summary(directory: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """JSON-ready: NaN becomes null (JSON has no NaN)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value

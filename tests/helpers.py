@@ -2,8 +2,52 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from oversight.app import group_config
 from oversight.backends.base import Backend
+from oversight.plugins import Judge, Protocol, build
 from oversight.types import Call, CallResult
+
+from oversight.app import CONF_DIR
+
+CONF_JUDGES = CONF_DIR / "judge"
+
+
+def protocol_spec(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A protocol config as Hydra composes it from conf/protocol/<name>.yaml (and, for arguing
+    protocols, its strategy sub-group), with `cfg`'s values on top. `argument: {format: free, ...}`
+    picks the strategy (`format`) and sets its fields."""
+    cfg = dict(cfg)
+    name = "direct_passage" if cfg.get("name") == "direct" and cfg.get("passage") else cfg.get("name")
+    spec = group_config("protocol", name)
+    if name in ("debate", "consultancy"):
+        argument = dict(cfg.pop("argument", {}) or {})
+        strategy = argument.pop("format", "quotes")
+        spec["strategy"] = {**group_config("protocol/strategy", strategy), **argument}
+    spec.pop("label", None)  # its interpolation needs the whole config
+    return {**spec, **cfg}
+
+
+def build_protocol(cfg: dict[str, Any]) -> Protocol:
+    return build(protocol_spec(cfg), "protocol", Protocol)
+
+
+def judge_spec(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A judge config: the shipped YAML of that name (`name`), with `cfg`'s values on top."""
+    if "_target_" in cfg:
+        return dict(cfg)
+    base = group_config("judge", cfg["name"]) if (CONF_JUDGES / f"{cfg['name']}.yaml").exists() else \
+        {"_target_": "judges.model.ModelJudge"}
+    return {**base, **cfg}
+
+
+def build_judge(cfg: dict[str, Any]) -> Judge:
+    return build(judge_spec(cfg), "judge", Judge)
+
+
+def task_spec(name: str, **fields: Any) -> dict[str, Any]:
+    return {**group_config("task", name), **fields}
 
 
 class CountingBackend(Backend):
@@ -43,14 +87,13 @@ class FailingBackend(CountingBackend):
 
 
 def job_config(model_cfg: dict, protocol: dict, judge: dict | None = None, n: int = 6, **task) -> dict:
-    """A plain job config dict, as Hydra would compose it, for oversight.run.run_job."""
+    """A plain job config dict, as Hydra would compose it, for oversight.app.run.run_job."""
     return {
         "model": dict(model_cfg),
-        "backend": {"name": "hf", "device": "cpu", "batch_size": 32, "max_batch_tokens": 16384},
-        "task": {"name": "hidden_passage", "loader": "oversight.tasks.hidden_passage:generate", "n": n, "seed": 0,
-                 **task},
-        "protocol": protocol,
-        "judge": judge or {"module": "judges.model", "name": "likelihood", "kind": "likelihood"},
+        "backend": {**group_config("backend", "hf"), "device": "cpu", "batch_size": 32, "max_batch_tokens": 16384},
+        "task": task_spec("hidden_passage", n=n, seed=0, **task),
+        "protocol": protocol_spec(protocol),
+        "judge": judge_spec(judge or {"name": "likelihood"}),
         "cache": {"enabled": True, "path": None},
         "roles": {},
         "models": {},

@@ -1,6 +1,6 @@
 """Shared pieces for the human-judging tests: real runs on the tiny model, made once per session.
 
-A run is made with `oversight.run.run_job` on a config composed by Hydra from conf/ (exactly what
+A run is made with `oversight.app.run.run_job` on a config composed by Hydra from conf/ (exactly what
 the `oversight` CLI composes), so the judge configs under test are the shipped YAML files.
 """
 
@@ -35,7 +35,7 @@ class Runs:
         self.model_cfg = model_cfg
 
     def get(self, judge: str, n: int = 20, *overrides: str) -> Path:
-        from oversight.run import run_job
+        from oversight.app.run import run_job
 
         key = (judge, n, overrides)
         if key not in _MADE:

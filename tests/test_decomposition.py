@@ -12,12 +12,12 @@ from oversight.engine import Engine
 from oversight.errors import ConfigError
 from oversight.graph import CallGraph, draw
 from oversight.quotes import sentences
-from oversight.run import run_job
+from oversight.app.run import run_job
 from oversight.tasks import arithmetic, multihop
-from protocols import build_protocol
+from tests.helpers import build_protocol
 from protocols.decomposition import (SubQuestion, clean_answer, option_index, parse_subquestions, split_span,
                                      tree_graph)
-from tests.helpers import CountingBackend, job_config
+from tests.helpers import CountingBackend, job_config, task_spec
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_multihop_ground_truth_follows_the_facts_and_the_reference_spans_chain()
             assert spec["x"] == x
             x = city[x] if k == 2 else relation[x]
             assert spec["answer"] == x
-        assert q.metadata["answer_prefix"] == ref["spans"]["0:3"]["prefix"].replace("{x}", chain[0])
+        assert q.answer_prefix == ref["spans"]["0:3"]["prefix"].replace("{x}", chain[0])
 
 
 def test_arithmetic_totals_distractors_and_sub_sums():
@@ -114,7 +114,7 @@ def test_reference_tree_grows_to_the_depth_limit(hf):
         assert any(g.nodes[p].get("path") == "1" and g.nodes[p]["label"] == "answer" for p in g.predecessors(proposer))
         (transcript,) = o.value
         assert [t.text.split(":")[0] for t in transcript.turns[:-1]] == ["Q1", "Q2", "Q2.1", "Q2.2"]
-        assert transcript.turns[-1].speaker == "answer" and transcript.turns[-1].node == final
+        assert transcript.turns[-1].role == "answer" and transcript.turns[-1].node == final
         assert transcript.info["decomposer"] == "reference" and transcript.info["tree_depth"] == 2
 
 
@@ -196,7 +196,7 @@ class ScriptedDecomposer:
 
 
 def test_a_decomposer_can_be_plugged_in_by_module_path(hf):
-    outcomes, _, _ = run(hf, {"decomposer": "tests.test_decomposition:ScriptedDecomposer", "order": "parallel"},
+    outcomes, _, _ = run(hf, {"decomposer": "tests.test_decomposition.ScriptedDecomposer", "order": "parallel"},
                          multihop.generate(n=2))
     for o in outcomes:
         assert sorted(tree(o)) == ["1", "2", "root"]
@@ -211,11 +211,11 @@ def test_model_decomposer_records_itself_and_always_terminates(hf, order):
     for o in outcomes:
         proposals = [d for _, d in o.graph.nodes("call") if d["label"] == "decompose"]
         assert proposals and all(d["decomposer"] == "model" for d in proposals)
-        assert o.value[0].info["decomposer"] == "model" and o.value[0].turns[-1].speaker == "answer"
+        assert o.value[0].info["decomposer"] == "model" and o.value[0].turns[-1].role == "answer"
 
 
 def test_unknown_decomposer_names_the_key():
-    with pytest.raises(ConfigError, match="protocol.decomposer: Value error, 'oracle' is unknown"):
+    with pytest.raises(ConfigError, match="protocol.decomposer: 'oracle' is unknown"):
         build_protocol({"name": "decomposition", "decomposer": "oracle"})
 
 
@@ -231,7 +231,7 @@ def test_parse_subquestions_and_helpers():
 
 
 def test_job_records_the_tree_draws_it_and_reports_cost(tiny_model_cfg, tmp_path):
-    task = {"name": "multihop", "loader": "oversight.tasks.multihop:generate", "hops": 3}
+    task = {"name": "multihop", "_target_": "oversight.tasks.multihop.Multihop", "hops": 3}
     cfg = job_config(tiny_model_cfg, {"name": "decomposition", "label": "decomposition-d2", "max_depth": 2}, n=4)
     cfg["task"] = {**task, "n": 4}
     summary = run_job(cfg, tmp_path / "job")
@@ -257,11 +257,11 @@ def test_job_records_the_tree_draws_it_and_reports_cost(tiny_model_cfg, tmp_path
     assert option_index(multihop.generate(n=1)[0], "nowhere") is None
 
 
-@pytest.mark.parametrize("loader", ["oversight.tasks.multihop:generate", "oversight.tasks.arithmetic:generate"])
-def test_debate_and_consultancy_run_on_the_new_tasks(tiny_model_cfg, tmp_path, loader):
+@pytest.mark.parametrize("task", ["multihop", "arithmetic"])
+def test_debate_and_consultancy_run_on_the_new_tasks(tiny_model_cfg, tmp_path, task):
     for protocol in ({"name": "debate"}, {"name": "consultancy"}):
         cfg = job_config(tiny_model_cfg, protocol, n=3)
-        cfg["task"] = {"name": loader.split(":")[0].rsplit(".", 1)[1], "loader": loader, "n": 3}
+        cfg["task"] = task_spec(task, n=3)
         summary = run_job(cfg, tmp_path / protocol["name"])
         assert summary["n"] == 3 and summary["n_failed"] == 0
 
@@ -273,7 +273,7 @@ def test_debate_and_consultancy_run_on_the_new_tasks(tiny_model_cfg, tmp_path, l
 def test_experiment_presets(experiment, task, protocol, sweep):
     from hydra import compose, initialize_config_dir
 
-    from oversight.cli import CONF_DIR
+    from oversight.app.cli import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
@@ -289,14 +289,14 @@ def test_decomposition_in_one_sweep_with_debate_and_consultancy(tiny_model_dir, 
     import subprocess
     import sys
 
-    from oversight.extras import extras_table
+    from oversight.app.extras import extras_table
     from oversight.records import read_records
 
     args = ["-m", "task=multihop", "protocol=direct,consultancy,debate,decomposition", "task.n=3",
             f"hydra.sweep.dir={tmp_path}/sweep", f"model.path={tiny_model_dir}", "model.package=null",
             "model.gguf_file=null", "model.name=tiny-llama", "progress=false"]
     env = {**__import__("os").environ, "OVERSIGHT_CALL_CACHE": str(tmp_path / "calls.sqlite")}
-    proc = subprocess.run([sys.executable, "-m", "oversight.cli", *args], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-m", "oversight.app.cli", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader((tmp_path / "sweep" / "comparison.csv").open()))

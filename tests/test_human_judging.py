@@ -17,15 +17,15 @@ import pytest
 from textual.geometry import Region
 
 from human_runs import Runs, plant_markup
-from judges import build_judge
+from tests.helpers import build_judge
 from judges.tui import JudgeApp, JudgingSession, literal
-from oversight.agreement import agreement, cohen_kappa, krippendorff_alpha_nominal
-from oversight.compare import compare
+from judges.agreement import agreement, cohen_kappa, krippendorff_alpha_nominal
+from oversight.app.compare import compare
 from oversight.errors import ConfigError
-from oversight.humans import STORE, HumanJudgment, HumanStore
-from oversight.mixing import CURVE_CSV, CURVE_PNG, Policy, confidence, human_items, mixed_p, route_selection
+from judges.store import STORE, HumanJudgment, HumanStore
+from judges.policies import CURVE_CSV, CURVE_PNG, Policy, confidence, human_items, mixed_p, route_selection
 from oversight.records import read_records, read_summary
-from oversight.run import load_task
+from oversight.app.run import load_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,16 +101,16 @@ def _judge_cfg(name: str) -> dict:
 
 
 @pytest.mark.parametrize("name,key,value,message", [
-    ("route", "budget", 1.5, "judge.budget=1.5 must be in [0, 1]"),
-    ("route", "threshold", -0.1, "judge.threshold=-0.1 must be in [0, 1]"),
-    ("ensemble", "human_weight", 2, "judge.human_weight=2 must be in [0, 1]"),
-    ("ensemble", "model_weight", "x", "judge.model_weight=x must be in [0, 1]"),
-    ("ensemble", "threshold", 0.5, "judge.threshold does not apply to policy='ensemble'"),
-    ("route", "policy", "vote", "judge.policy='vote' is unknown"),
-    ("route", "budgett", 0.1, "unknown keys ['budgett']"),
-    ("human", "time_limit", -1, "judge.time_limit=-1 must be a positive number of seconds"),
-    ("human", "confidence_max", 1.2, "judge.confidence_max=1.2 must be in [0, 1]"),
-    ("human", "on_timeout", "wait", "judge.on_timeout='wait'"),
+    ("route", "budget", 1.5, "judge.budget: Input should be less than or equal to 1"),
+    ("route", "threshold", -0.1, "judge.threshold: Input should be greater than or equal to 0"),
+    ("ensemble", "human_weight", 2, "judge.human_weight: Input should be less than or equal to 1"),
+    ("ensemble", "model_weight", "x", "judge.model_weight: Input should be a valid number"),
+    ("ensemble", "threshold", 0.5, "judge: threshold does not apply to policy='ensemble'"),
+    ("route", "policy", "vote", "judge.policy: Input should be 'route', 'ensemble', 'augmented' or 'approval'"),
+    ("route", "budgett", 0.1, "judge.budgett: Extra inputs are not permitted"),
+    ("human", "time_limit", -1, "judge.time_limit: Input should be greater than 0"),
+    ("human", "confidence_max", 1.2, "judge.confidence_max: Input should be less than or equal to 1"),
+    ("human", "on_timeout", "wait", "judge.on_timeout: Input should be 'skip' or 'force'"),
 ])
 def test_out_of_range_judge_values_name_the_key(name, key, value, message):
     cfg = {**_judge_cfg(name), key: value}
@@ -124,16 +124,16 @@ def test_every_shipped_mixing_config_builds():
         judge = build_judge(_judge_cfg(name))
         assert judge.name == name
     nested = {**_judge_cfg("route"), "human": {"time_limit": 0}}
-    with pytest.raises(ConfigError, match=r"judge\.human\.time_limit=0"):
+    with pytest.raises(ConfigError, match=r"judge\.human\.time_limit: Input should be greater than 0"):
         build_judge(nested)
 
 
 def test_cli_rejects_out_of_range_budget_naming_the_key(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "oversight.cli", "judge=route", "judge.budget=1.5", "task.n=2", "progress=false",
+        [sys.executable, "-m", "oversight.app.cli", "judge=route", "judge.budget=1.5", "task.n=2", "progress=false",
          f"hydra.run.dir={tmp_path / 'job'}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 2
-    assert "judge.budget=1.5 must be in [0, 1]" in result.stdout + result.stderr
+    assert result.stderr == "error: judge.budget: Input should be less than or equal to 1\n"
 
 
 # ---- judges inside real runs ---------------------------------------------------------------------------

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from human_runs import Runs, plant_markup
-from oversight.compare import compare
-from oversight.humans import HumanStore
-from oversight.mixing import CURVE_CSV
+from oversight.app.compare import compare
+from judges.store import HumanStore
+from judges.policies import CURVE_CSV
 
 JUDGE = Path(sys.executable).parent / "oversight-judge"
 

@@ -16,7 +16,7 @@ from oversight.backends.hf import HFBackend
 from oversight.backends.openai import OpenAIBackend, match_top_logprobs, public_url
 from oversight.engine import CallFailed, Engine
 from oversight.errors import ConfigError
-from oversight.serve import FaultPlan, OversightServer
+from oversight.app.serve import FaultPlan, OversightServer
 from oversight.types import Call, Question, SamplingParams
 
 SERVED = "tiny-llama"
@@ -287,7 +287,7 @@ def test_server_rejects_what_it_cannot_do(server):
 def test_oversight_serve_command(tiny_model_dir, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "oversight.serve", "--path", str(tiny_model_dir), "--served-name", SERVED,
+        [sys.executable, "-m", "oversight.app.serve", "--path", str(tiny_model_dir), "--served-name", SERVED,
          "--port", "0", "--log-level", "WARNING"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )

@@ -9,7 +9,8 @@ from oversight.engine import Engine
 from oversight.errors import ConfigError
 from oversight.quotes import extract, normalise, sentences, verify
 from oversight.tasks.hidden_passage import generate as hidden_passage
-from protocols import build_protocol
+from oversight.plugins import Protocol, build
+from tests.helpers import build_protocol
 from tests.helpers import CountingBackend
 
 
@@ -70,7 +71,7 @@ def test_debate_rounds_and_turn_order(hf, turns):
 
 @pytest.mark.parametrize("first", [1, "alternate", "both"])
 def test_sequential_debate_opening_side(hf, first):
-    from oversight.transcripts import ordered_turns
+    from judges.view import ordered_turns
     from protocols.debate import opening_side
 
     outcomes, _ = run(hf, {"name": "debate", "rounds": 2, "turns": "sequential", "first": first,
@@ -95,7 +96,8 @@ def test_sequential_debate_opening_side(hf, first):
 
 def test_first_speaker_metrics_on_known_judgments():
     from oversight.types import Judgment, Record, Transcript
-    from protocols.debate import Config, extra_metrics
+    from protocols.debate import Debate, extra_metrics
+    from protocols.strategies.quotes import Quotes
 
     def record(first_speakers, chosen):
         transcripts = [Transcript(protocol="debate", episode=f"first-{f}", info={"first_speaker": f})
@@ -106,13 +108,13 @@ def test_first_speaker_metrics_on_known_judgments():
                       transcripts=transcripts, judgments=judgments)
 
     # the judge always picks option 0: it sides with the opener exactly when side 0 opened
-    m = extra_metrics([record([0, 1], [0, 0]), record([0, 1], [0, 0])], Config(turns="sequential", first="both"))
+    m = extra_metrics([record([0, 1], [0, 0]), record([0, 1], [0, 0])], Debate(turns="sequential", first="both", strategy=Quotes()))
     assert m["first_speaker_win_rate"] == 0.5 and m["first_speaker_p"] == pytest.approx(0.5)
     # the judge always picks the opener
-    m = extra_metrics([record([0, 1], [0, 1])], Config(turns="sequential", first="both"))
+    m = extra_metrics([record([0, 1], [0, 1])], Debate(turns="sequential", first="both", strategy=Quotes()))
     assert m["first_speaker_win_rate"] == 1.0 and m["first_speaker_p"] == pytest.approx(0.8)
     assert m["debates_judged"] == 2
-    assert extra_metrics([record([0], [0])], Config(turns="simultaneous")) == {}
+    assert extra_metrics([record([0], [0])], Debate(turns="simultaneous", strategy=Quotes())) == {}
 
 
 def test_free_arguments_mark_fabricated_quotes_unverified():
@@ -130,5 +132,7 @@ def test_bad_protocol_values_name_the_key():
         build_protocol({"name": "debate", "turns": "whenever"})
     with pytest.raises(ConfigError, match=r"protocol\.first"):
         build_protocol({"name": "debate", "turns": "sequential", "first": 2})
-    with pytest.raises(ConfigError, match=r"protocol\.module='protocols\.nope' cannot be imported"):
-        build_protocol({"name": "nope"})
+    with pytest.raises(ConfigError, match=r"protocol\._target_='protocols\.nope\.Nope': cannot import module"):
+        build({"_target_": "protocols.nope.Nope"}, "protocol", Protocol)
+    with pytest.raises(ConfigError, match=r"protocol\.strategy\.word_limit: Input should be greater than or equal to 5"):
+        build_protocol({"name": "debate", "argument": {"format": "free", "word_limit": 1}})

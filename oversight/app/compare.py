@@ -19,7 +19,7 @@ from rich.table import Table
 
 from oversight.errors import OversightError
 from oversight.metrics import paired_difference, question_scores
-from judges.policies import human_report, report_renderables
+from oversight.plugins import TARGET, Judge, JudgeReport, build
 from oversight.records import SUMMARY, read_records, read_summary
 
 COLUMNS = ["job", "protocol", "judge", "n", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low",
@@ -27,16 +27,24 @@ COLUMNS = ["job", "protocol", "judge", "n", "accuracy", "ci_low", "ci_high", "di
            "output_tokens", "calls_per_question", "wall_seconds", "humans"]
 
 
-def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console | None = None) -> list[dict]:
+DEFAULT_BASELINE = "direct"  # the judge alone: the floor (conf/config.yaml `baseline`)
+
+
+def compare(sweep_dir: str | Path, baseline: str | None = DEFAULT_BASELINE, console: Console | None = None,
+            strict: bool = False) -> list[dict]:
+    """Compare every finished job under `sweep_dir`, pairing each with the `baseline` job (a protocol
+    label, a job directory name or one of its overrides). An ambiguous baseline is an error; one
+    that matches no job is an error when `strict`, else a printed note and no paired differences."""
     sweep_dir = Path(sweep_dir)
     jobs = sorted(p.parent for p in sweep_dir.rglob(SUMMARY))
     if not jobs:
         raise OversightError(f"{sweep_dir}: no {SUMMARY} found in any job directory")
     summaries = {job: read_summary(job) for job in jobs}
     scores = {job: question_scores(read_records(job), summaries[job]["judge"]) for job in jobs}
-    base = _pick_baseline(summaries, baseline)
-    # human and mixed jobs: their records joined with RUN_DIR/human_judgments.sqlite
-    reports = {job: human_report(job, summaries[job]) for job in jobs}
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    base = _pick_baseline(summaries, baseline, strict, console)
+    # judges with rows of their own (people, mixing policies) are asked for them
+    reports = {job: judge_report(job, summaries[job]) for job in jobs}
     rows = []
     for job in jobs:
         s = summaries[job]
@@ -62,13 +70,27 @@ def compare(sweep_dir: str | Path, baseline: str | None = None, console: Console
     _write_csv(sweep_dir / "comparison.csv", rows)
     _write_md(sweep_dir / "comparison.md", rows, baseline_label)
     _plot(sweep_dir / "comparison.png", rows, baseline_label)
-    # off a terminal (CI logs, pipes) rich would squeeze the table into 80 columns
-    console = console or Console(width=None if sys.stdout.isatty() else 200)
     console.print(table(rows, baseline_label))
-    for job, report in reports.items():
-        for renderable in report_renderables(str(job.relative_to(sweep_dir)) or ".", report) if report else ():
+    for report in reports.values():
+        for renderable in report.renderables if report else ():
             console.print(renderable)
     return rows
+
+
+# judge configs saved before the plugin contract named a module instead of a class
+_LEGACY_JUDGES = {"judges.model": "judges.model.ModelJudge", "judges.human": "judges.human.HumanJudge",
+                  "judges.mixing": "judges.mixing.MixingJudge"}
+
+
+def judge_report(job: Path, summary: dict[str, Any]) -> JudgeReport | None:
+    """The job's judge, rebuilt from its saved config, asked for its comparison rows."""
+    spec = dict((summary.get("config") or {}).get("judge") or {})
+    if TARGET not in spec and spec.get("module") in _LEGACY_JUDGES:
+        spec[TARGET] = _LEGACY_JUDGES[spec.pop("module")]
+    if TARGET not in spec:
+        return None
+    judge: Judge = build(spec, "judge", Judge)
+    return judge.report(job, summary)
 
 
 def disambiguate_labels(rows: list[dict]) -> None:
@@ -88,7 +110,7 @@ def disambiguate_labels(rows: list[dict]) -> None:
                 row["protocol"] = f"{row['protocol']} ({','.join(differing)})"
 
 
-def _pick_baseline(summaries: dict[Path, dict], wanted: str | None) -> Path | None:
+def _pick_baseline(summaries: dict[Path, dict], wanted: str | None, strict: bool, console: Console) -> Path | None:
     if wanted:
         matches = [job for job, s in summaries.items()
                    if s["protocol"] == wanted or job.name == wanted or wanted in job.name.split(",")]
@@ -97,11 +119,11 @@ def _pick_baseline(summaries: dict[Path, dict], wanted: str | None) -> Path | No
         if matches:
             raise OversightError(f"baseline {wanted!r} matches {len(matches)} jobs: {sorted(j.name for j in matches)}; "
                                  f"name one protocol label or job override")
-        raise OversightError(f"baseline {wanted!r} matches no job; protocols: "
-                             f"{sorted({s['protocol'] for s in summaries.values()})}; jobs: {sorted(j.name for j in summaries)}")
-    for job, s in summaries.items():
-        if s["protocol"] == "direct":
-            return job
+        problem = (f"baseline {wanted!r} matches no job; protocols: "
+                   f"{sorted({s['protocol'] for s in summaries.values()})}; jobs: {sorted(j.name for j in summaries)}")
+        if strict:
+            raise OversightError(problem)
+        console.print(f"note: {problem}; the table has no paired differences")
     return None
 
 
@@ -179,7 +201,7 @@ class SweepCallback:
 
     def on_multirun_end(self, config, **_: Any) -> None:
         try:
-            compare(config.hydra.sweep.dir, config.get("baseline"))
+            compare(config.hydra.sweep.dir, config.get("baseline"), strict=False)
         except OversightError as exc:
             Console(stderr=True).print(f"[red]comparison skipped:[/red] {exc}")
 
@@ -196,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "(protocol.max_depth=0) to pair differences against")
     args = parser.parse_args(argv)
     try:
-        compare(args.sweep_dir, args.baseline)
+        compare(args.sweep_dir, args.baseline or DEFAULT_BASELINE, strict=args.baseline is not None)
     except (OversightError, FileNotFoundError) as exc:
         print(f"oversight-compare: {exc}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
+from oversight.app import CONF_DIR, group_config
 from oversight.backends.base import Backend, length_batches
 from oversight.types import Call, CallResult, SamplingParams
 
@@ -657,7 +658,7 @@ def load_model_cfg(name_or_file: str | None) -> dict[str, Any]:
 
     path = Path(name_or_file)
     if not path.suffix:
-        path = Path(__file__).resolve().parents[1] / "conf" / "model" / f"{name_or_file}.yaml"
+        path = CONF_DIR / "model" / f"{name_or_file}.yaml"
     if not path.exists():
         raise SystemExit(f"oversight-serve: --model {name_or_file!r}: no such file {path}")
     cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
@@ -711,7 +712,7 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, key) is not None:
             model_cfg[key] = getattr(args, key)
     backend_cfg = {
-        "name": args.backend, "device": args.device, "batch_size": args.batch_size,
+        **group_config("backend", args.backend), "device": args.device, "batch_size": args.batch_size,
         "max_batch_tokens": args.max_batch_tokens,
     }
     faults = None
