@@ -31,7 +31,6 @@ depending on them, and the judge's calls depending on those, in records.jsonl of
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -46,7 +45,7 @@ import numpy as np
 from pydantic import Field
 
 from oversight.metrics import accuracy_ci, auroc
-from oversight.records import write_records
+from oversight.records import jsonable, write_records
 from oversight.tasks import arithmetic
 from oversight.train.job import TrainJob
 from oversight.train.provenance import write_provenance
@@ -341,14 +340,14 @@ def run_rrm_training(cfg: RRMTrainConfig, engine: Any, judge: Any, frozen: Any, 
         if "floor" in heads:
             row["pgr"] = performance_gap_recovered(row["rm_accuracy"], row["floor_accuracy"], row["ceiling_accuracy"])
         rows.append(row)
-        (level_dir / "metrics.json").write_text(json.dumps(row, indent=2))
+        (level_dir / "metrics.json").write_text(json.dumps(jsonable(row), indent=2))
         # the recursion: this level's reward model checks the parts of the next level's items
         assistant_id = str(level_dir / "rm")
         assistant = _assistant_for(level, train_items, heads["rm"], features)
         say(f"level {level}: done", 1, 1)
     summary = {"levels": rows, "config": cfg.model_dump(), "wall_seconds": round(time.perf_counter() - started, 1),
                "features_extracted": frozen.extracted}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_nan_safe))
+    (out_dir / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
     (out_dir / "table.md").write_text(table(rows, cfg.candidates))
     return summary
 
@@ -389,7 +388,3 @@ def _f(x: Any) -> str:
 
 def _mean(xs: list) -> float:
     return sum(map(float, xs)) / len(xs) if xs else float("nan")
-
-
-def _nan_safe(x: Any) -> Any:
-    return None if isinstance(x, float) and math.isnan(x) else str(x)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from oversight.errors import ConfigError, OversightError
+from oversight.records import jsonable
 from oversight.train.job import TrainJob
 
 log = logging.getLogger("oversight")
@@ -135,7 +135,7 @@ def _run_debate(job: Any, cfg: dict[str, Any], out_dir: Path, console: Console) 
     rows = evaluation["extra"]["tournament"]
     summary = {"pairs": len(pairs), "dpo": result.model_dump(), "tournament": rows,
                "eval_accuracy": evaluation.get("accuracy"), "n_heldout": evaluation.get("n"), "config": cfg}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_nan_safe))
+    (out_dir / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
     text = table(rows, result, len(pairs))
     (out_dir / "table.md").write_text(text)
     console.print(text)
@@ -190,10 +190,6 @@ def _engine_progress(progress: Progress, label: str):
                         stats=f"calls {s.calls} cached {s.cache_hits} tokens out {s.output_tokens}")
 
     return on_progress
-
-
-def _nan_safe(x: Any) -> Any:
-    return None if isinstance(x, float) and math.isnan(x) else str(x)
 
 
 class SweepCallback:

@@ -117,7 +117,6 @@ def train_dpo(pairs: Sequence[Pair | dict], base_path: str, out_dir: str | Path,
     final = _adapter_state(trainer.model)
     # the B matrices start at zero: an adapter that moved is nonzero, from a resumed run too
     delta = math.sqrt(sum(float(((final[k] - initial[k]) ** 2).sum()) for k in final))
-    losses = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
     log = out_dir / "log.jsonl"
     with log.open("a") as handle:
         for h in trainer.state.log_history:
