@@ -15,7 +15,7 @@ At every level a reward model is a logistic-regression head (oversight.train.rew
 features of the embedded model (oversight.train.features): for a claim "a + b = c", the
 log-likelihood of c after "a + b =" minus that of c - 1 and c + 1, that log-likelihood itself, and
 the last hidden state; for a working, the same per step, pooled (min and mean margins, mean hidden
-state). It is trained on the level's labels for the training split (never the ground truth) and
+state; `features=margins` keeps the log-likelihood features alone). It is trained on the level's labels for the training split (never the ground truth) and
 scored against the ground truth on the held-out split (split by seed). Two reference heads frame it
 (Burns et al. 2023): the floor, trained on the judge's verdicts with no assistance at all, and the
 ceiling, trained on the ground truth; performance gap recovered = (RM - floor) / (ceiling - floor).
@@ -39,7 +39,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import Field
@@ -70,6 +70,8 @@ class RRMTrainConfig(TrainJob):
     floor: bool = Field(default=True, description="also train the floor head on the judge's unassisted verdicts")
     head: HeadConfig = Field(default_factory=HeadConfig)
     feature_batch: int = Field(default=64, ge=1)
+    features: Literal["all", "margins"] = Field(default="all", description="all: log-likelihood margins and "
+                                                "hidden states; margins: the log-likelihood features alone")
     features_cache: str | None = Field(default=None, description="SQLite file of extracted features "
                                        "(default runs/features/features.sqlite; keyed by the weights' content)")
 
@@ -162,8 +164,9 @@ def _operands(claim: dict) -> tuple[int, int]:
 class Featurizer:
     """Claim and working features from oversight.train.features.FrozenFeatures."""
 
-    def __init__(self, frozen: Any, on_batch: Callable[[int], None] | None = None):
+    def __init__(self, frozen: Any, kind: str = "all", on_batch: Callable[[int], None] | None = None):
         self.frozen = frozen
+        self.kind = kind
         self.on_batch = on_batch
 
     @staticmethod
@@ -180,7 +183,8 @@ class Featurizer:
             k = len(self._pairs(c))
             own, alts = feats[i], feats[i + 1:i + k]
             margins = [own.logprob - a.logprob for a in alts]
-            rows.append(np.concatenate([[min(margins), float(np.mean(margins)), own.logprob], own.last]))
+            scalars = [min(margins), float(np.mean(margins)), own.logprob]
+            rows.append(np.asarray(scalars) if self.kind == "margins" else np.concatenate([scalars, own.last]))
             i += k
         return np.asarray(rows)
 
@@ -282,7 +286,7 @@ def run_rrm_training(cfg: RRMTrainConfig, engine: Any, judge: Any, frozen: Any, 
     questions = arithmetic.answers(n=cfg.n_train + cfg.n_heldout, seed=cfg.seed, terms=cfg.terms, digits=cfg.digits)
     train_q, held_q = split(questions, cfg.n_train, cfg.seed)
     train_items, held_items = build_items(train_q), build_items(held_q)
-    features = Featurizer(frozen)
+    features = Featurizer(frozen, cfg.features)
     rng = random.Random(f"rrm_train:{cfg.seed}")
     n_max = max(cfg.candidates)
     rows: list[dict[str, Any]] = []
