@@ -15,10 +15,11 @@ At every level a reward model is a logistic-regression head (oversight.train.rew
 features of the embedded model (oversight.train.features): for a claim "a + b = c", the
 log-likelihood of c after "a + b =" minus that of c - 1 and c + 1, that log-likelihood itself, and
 the last hidden state; for a working, the same per step, pooled (min and mean margins, mean hidden
-state; `features=margins` keeps the log-likelihood features alone). It is trained on the level's labels for the training split (never the ground truth) and
-scored against the ground truth on the held-out split (split by seed). Two reference heads frame it
-(Burns et al. 2023): the floor, trained on the judge's verdicts with no assistance at all, and the
-ceiling, trained on the ground truth; performance gap recovered = (RM - floor) / (ceiling - floor).
+state; `features=margins` keeps the log-likelihood features alone). It is trained on the level's
+labels for the training split (never the ground truth) and scored against the ground truth on the
+held-out split (split by seed). Two reference heads frame it (Burns et al. 2023): the floor, trained
+on the judge's verdicts with no assistance at all, and the ceiling, trained on the ground truth;
+performance gap recovered = (RM - floor) / (ceiling - floor).
 
 A best-of-N policy samples N candidate answers per held-out item (right with probability 1/2,
 otherwise one value or step off by one, as the task's policy does) and keeps the one the reward
