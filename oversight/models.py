@@ -171,7 +171,9 @@ def adapter_fingerprint(path: str) -> str:
     """The adapter's content (every file, hashed in full: adapters are small), for the call cache's
     model identity: a retrained adapter at the same path never reuses the old one's calls."""
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(adapter_dir(path)).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")):
+    root = Path(adapter_dir(path))
+    files = (p for p in root.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin"))
+    for f in sorted(files):
         if f.name in ("provenance.json", "result.json"):
             continue
         h.update(f.name.encode() + b"|" + f.read_bytes())

@@ -35,7 +35,7 @@ def preference_pairs(records: Iterable[Record], min_gap: float = 1e-6) -> list[P
             if node.get("label") != BEST_OF_N or not node.get("scores") or len(node.get("candidates", [])) < 2:
                 continue
             scores, candidates = node["scores"], [nodes[c] for c in node["candidates"]]
-            calls = [c for c in candidates if c.get("kind") == "call" and (c.get("call") or {}).get("kind") == "generate"]
+            calls = [c for c in candidates if (c.get("call") or {}).get("kind") == "generate"]
             if len(calls) != len(candidates):
                 continue  # quote-choice candidates (no generated text) give no DPO pair
             best = max(range(len(scores)), key=lambda k: (scores[k], -k))
@@ -89,10 +89,10 @@ class DebateTrain(TrainJob):
     and the base arguer in a cross-play tournament (protocols/crossplay.py) on the held-out rest."""
 
     name: str = "debate_train"
-    n_train: int = Field(default=24, ge=1, description="questions whose best-of-N debates give the pairs")
+    n_train: int = Field(default=16, ge=1, description="questions whose best-of-N debates give the pairs")
     seed: int = Field(default=0, description="draws the train / held-out split")
     best_of: int = Field(default=4, ge=2, description="candidates per turn in the data debates")
-    word_limit: int = Field(default=40, ge=5)
+    word_limit: int = Field(default=32, ge=5)
     draw_temperature: float = Field(default=1.0, gt=0)
     rounds: int = Field(default=1, ge=1)
     dpo: DPOConfig = Field(default_factory=DPOConfig)

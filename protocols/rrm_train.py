@@ -225,14 +225,16 @@ async def label_episode(item: Item, ctx: Any, judge: Any, assistant: dict[str, f
             ok = r >= 0.5
             node = ctx.step("reward_model", {"claim": part["text"], "reward": r}, level=item.level - 1,
                             checkpoint=assistant_id, claim=part["text"], reward=r, ok=ok)
-            turns.append(Turn(role="assistant", node=node, text=f'Step {i}, "{part["text"]}": the level-{item.level - 1} reward '
-                               f'model gives {r:.2f}, so it {"checks out" if ok else "is wrong"}.'))
+            turns.append(Turn(role="assistant", node=node, text=(
+                f'Step {i}, "{part["text"]}": the level-{item.level - 1} reward model gives {r:.2f}, '
+                f'so it {"checks out" if ok else "is wrong"}.')))
             info["assistance"].append({"claim": part["text"], "reward": r, "ok": ok, "holds": part["holds"]})
             if not ok:
                 failed.append(i)
         verdict = OPTIONS[0] if not failed else OPTIONS[1]
+        many = len(failed) > 1
         reason = "Every step checks out." if not failed else \
-            f"Step{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))} {'are' if len(failed) > 1 else 'is'} wrong."
+            f"Step{'s' if many else ''} {', '.join(map(str, failed))} {'are' if many else 'is'} wrong."
         text = f"{reason} So the working is {verdict}."
         node = ctx.step("critique", text, deps=[t.node for t in turns], level=item.level, verdict=verdict)
         turns.append(Turn(role="critic", text=text, node=node))
@@ -323,8 +325,8 @@ def run_rrm_training(cfg: RRMTrainConfig, engine: Any, judge: Any, frozen: Any, 
         x_cand = features.items(level, [c for pool in pools for c, _ in pool])
         good = [[g for _, g in pool] for pool in pools]
         row: dict[str, Any] = {"level": level, "items": _ITEM_NAMES[level], "n_train": len(train),
-                               "n_heldout": len(held), "label_accuracy": _mean([l == t for l, t in zip(labels, truth_train)]),
-                               "label_rate": _mean(labels)}
+                               "n_heldout": len(held), "label_rate": _mean(labels),
+                               "label_accuracy": _mean([y == t for y, t in zip(labels, truth_train)])}
         if floor_labels is not None:
             row["floor_label_accuracy"] = _mean([l == t for l, t in zip(floor_labels, truth_train)])
         for name, head in heads.items():

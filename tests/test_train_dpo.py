@@ -61,7 +61,8 @@ KILLER = textwrap.dedent("""
 
 def test_killed_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
     out = tmp_path / "dpo"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
 
     def run(kill: bool) -> subprocess.CompletedProcess:
         script = KILLER.format(tests=str(Path(__file__).parent), kill=kill, model=str(tiny_model_dir), out=str(out))
@@ -95,12 +96,14 @@ def test_trained_adapter_is_a_model_whose_cache_identity_is_its_content(tiny_mod
     again = HFBackend({**tiny_model_cfg, "adapter": result.adapter}, backend_cfg)
     assert trained.identity != base.identity and trained.identity == again.identity
     call = Call(kind="loglikelihood", messages=({"role": "user", "content": "Where does Anna live?"},),
-                candidates=(" Anna lives in Paris, as the passage says in line 0.", " I am not sure, maybe somewhere 0."))
+                candidates=(" Anna lives in Paris, as the passage says in line 0.",
+                            " I am not sure, maybe somewhere 0."))
     before, after = base.loglikelihood([call])[0].logprobs, trained.loglikelihood([call])[0].logprobs
     # DPO pushed the chosen answer up relative to the rejected one
     assert after[0] - after[1] > before[0] - before[1]
     # a retrained adapter at the same path is a different model to the cache
-    train_dpo(_pairs(4), str(tiny_model_dir), tmp_path / "dpo2", cfg.model_copy(update={"max_steps": 3}), progress=False)
+    train_dpo(_pairs(4), str(tiny_model_dir), tmp_path / "dpo2", cfg.model_copy(update={"max_steps": 3}),
+              progress=False)
     import shutil
     shutil.rmtree(result.adapter)
     shutil.copytree(tmp_path / "dpo2" / "adapter", result.adapter)

@@ -29,7 +29,7 @@ def test_reward_head_on_separable_labels_reaches_high_heldout_accuracy(frozen):
     rng = np.random.default_rng(0)
     cities = [f" The answer is {c}." for c in ("Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Quito", "Delhi", "Rome")]
     numbers = [f" {n} + {m} = {n + m}, so the answer is {n + m}." for n, m in rng.integers(10, 99, (40, 2))]
-    texts = [(f"Question {i}:", t) for i, t in enumerate(cities * 5)] + [(f"Question {i}:", t) for i, t in enumerate(numbers)]
+    texts = [(f"Question {i}:", t) for i, t in enumerate(cities * 5 + numbers)]
     labels = [True] * 40 + [False] * 40
     feats = frozen.pairs(texts)
     x = np.asarray([np.concatenate([f.last, f.mean]) for f in feats])
@@ -101,7 +101,7 @@ def test_labels_come_from_the_levels_judge_not_ground_truth(tiny_model_dir, tiny
     assert all(d["label"] == (records[d["id"]].correct_index == 0) for d in ceiling)
 
 
-def test_level_k_reward_model_assists_level_k_plus_1_in_the_call_graph(tiny_model_dir, tiny_model_cfg, tmp_path, frozen):
+def test_level_k_reward_model_assists_level_k_plus_1_in_the_call_graph(tiny_model_cfg, tmp_path, frozen):
     from oversight.backends.hf import HFBackend
     from oversight.plugins import build
     from oversight.graph import CallGraph

@@ -66,7 +66,8 @@ class HFBackend(Backend):
         dtype = str(model_cfg.get("dtype") or "float32")
         adapter = model_cfg.get("adapter")  # a LoRA adapter trained on these weights (oversight.train.dpo)
         adapter_id = adapter_fingerprint(adapter) if adapter else ""
-        self.model, self.tokenizer = load_model(self.path, dtype, self.device, adapter and adapter_dir(adapter), adapter_id)
+        self.model, self.tokenizer = load_model(self.path, dtype, self.device, adapter and adapter_dir(adapter),
+                                                adapter_id)
         self.batch_size = int(backend_cfg.get("batch_size", 64))
         self.max_batch_tokens = int(backend_cfg.get("max_batch_tokens", 16384))
         if self.batch_size < 1:

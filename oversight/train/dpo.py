@@ -101,7 +101,8 @@ def train_dpo(pairs: Sequence[Pair | dict], base_path: str, out_dir: str | Path,
         gradient_accumulation_steps=cfg.grad_accum, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
         beta=cfg.beta, max_length=cfg.max_length, logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=2, report_to=[], seed=cfg.seed, data_seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
-        bf16=False, fp16=False, disable_tqdm=progress, gradient_checkpointing=False, dataloader_num_workers=0, lr_scheduler_type="constant",
+        bf16=False, fp16=False, disable_tqdm=progress, gradient_checkpointing=False, dataloader_num_workers=0,
+        lr_scheduler_type="constant",
     )
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
@@ -203,8 +204,8 @@ class _RichProgress(_trainer_callback_base()):  # type: ignore[misc]
     def on_train_begin(self, args, state, control, **kwargs):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("DPO"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-                                 TimeElapsedColumn(), transient=False)
+        self.progress = Progress(TextColumn("DPO"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), transient=False)
         self.progress.start()
         self.task = self.progress.add_task("dpo", total=state.max_steps, completed=state.global_step, loss="")
         return control
