@@ -73,6 +73,7 @@ class Split(Task):
     task: Task
     part: Literal["train", "heldout"]
     n_train: int = Field(ge=1)
+    n_heldout: int | None = Field(default=None, ge=1, description="keep at most this many held-out questions")
     seed: int = 0
 
     def questions(self) -> list[Question]:
@@ -80,7 +81,9 @@ class Split(Task):
         if self.n_train >= len(questions):
             raise ValueError(f"task.n_train={self.n_train} leaves no held-out questions of {len(questions)}")
         order = sorted(questions, key=lambda q: hashlib.sha256(f"{self.seed}|{q.id}".encode()).hexdigest())
-        return order[:self.n_train] if self.part == "train" else order[self.n_train:]
+        if self.part == "train":
+            return order[:self.n_train]
+        return order[self.n_train:][:self.n_heldout]
 
 
 class DebateTrain(TrainJob):
@@ -90,6 +93,8 @@ class DebateTrain(TrainJob):
 
     name: str = "debate_train"
     n_train: int = Field(default=16, ge=1, description="questions whose best-of-N debates give the pairs")
+    n_heldout: int | None = Field(default=None, ge=1, description="evaluate on at most this many of the rest "
+                                                                  "(null: all of them)")
     seed: int = Field(default=0, description="draws the train / held-out split")
     best_of: int = Field(default=4, ge=2, description="candidates per turn in the data debates")
     word_limit: int = Field(default=32, ge=5)

@@ -169,7 +169,7 @@ def evaluation_config(job: Any, cfg: dict[str, Any], adapter: str) -> dict[str, 
 
 def _split(job: Any, cfg: dict[str, Any], part: str) -> dict[str, Any]:
     return {"_target_": "protocols.debate_train.Split", "name": f"{cfg['task'].get('name')}-{part}",
-            "task": cfg["task"], "part": part, "n_train": job.n_train, "seed": job.seed}
+            "task": cfg["task"], "part": part, "n_train": job.n_train, "n_heldout": job.n_heldout, "seed": job.seed}
 
 
 # ---- shared -------------------------------------------------------------------------------------
