@@ -157,3 +157,24 @@ def _convert_gguf(directory: str, gguf_name: str, target: Path) -> None:
     if target.exists():  # another process won the race
         return
     tmp.rename(target)
+
+
+def adapter_dir(path: str) -> str:
+    """A LoRA adapter directory (peft's `adapter_config.json` + weights), checked."""
+    root = Path(path)
+    if not (root / "adapter_config.json").exists():
+        raise ConfigError(f"model.adapter={path!r} is not a peft adapter directory (no adapter_config.json there)")
+    return str(root.resolve())
+
+
+def adapter_fingerprint(path: str) -> str:
+    """The adapter's content (every file, hashed in full: adapters are small), for the call cache's
+    model identity: a retrained adapter at the same path never reuses the old one's calls."""
+    h = hashlib.sha256()
+    root = Path(adapter_dir(path))
+    files = (p for p in root.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin"))
+    for f in sorted(files):
+        if f.name in ("provenance.json", "result.json"):
+            continue
+        h.update(f.name.encode() + b"|" + f.read_bytes())
+    return "adapter-sha256:" + h.hexdigest()[:16]

@@ -30,6 +30,15 @@ def app(cfg: DictConfig) -> float:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    if plain.get("train"):  # a training job (+experiment=rrm_train, debate_train): oversight/app/train.py
+        from oversight.app.train import run_train
+
+        try:
+            run_train(plain, out_dir)
+        except OversightError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        return 0.0
     console = Console(stderr=True)
     label = f"{plain['protocol'].get('label') or plain['protocol'].get('name')} / {plain['judge'].get('name')}"
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

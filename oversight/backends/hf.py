@@ -21,13 +21,14 @@ from typing import Any
 
 from oversight.backends.base import Backend, length_batches, render_chat
 from oversight.errors import ConfigError
-from oversight.models import WeightsSource, local_weights, weights_fingerprint
+from oversight.models import WeightsSource, adapter_dir, adapter_fingerprint, local_weights, weights_fingerprint
 from oversight.types import Call, CallResult
 
 
 @lru_cache(maxsize=4)
-def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
-    """Load weights once per process; every backend and role using them shares this copy."""
+def load_model(path: str, dtype: str, device: str, adapter: str | None = None, adapter_id: str = "") -> tuple[Any, Any]:
+    """Load weights once per process; every backend and role using them shares this copy.
+    (`adapter_id`, the adapter's content fingerprint, only keys this cache: a retrained adapter reloads.)"""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -35,10 +36,19 @@ def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
     if torch_dtype is None:
         raise ConfigError(f"model.dtype={dtype!r} is not a torch dtype (float32, bfloat16, float16)")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    if adapter:
+        model = merge_adapter(model, adapter)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def merge_adapter(model: Any, adapter: str) -> Any:
+    """Base weights + a peft LoRA adapter, merged into plain weights (so every code path below is unchanged)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()
 
 
 class HFBackend(Backend):
@@ -53,7 +63,10 @@ class HFBackend(Backend):
         self.path = local_weights(source)
         self.device = str(backend_cfg.get("device") or "cpu")
         dtype = str(model_cfg.get("dtype") or "float32")
-        self.model, self.tokenizer = load_model(self.path, dtype, self.device)
+        adapter = model_cfg.get("adapter")  # a LoRA adapter trained on these weights (oversight.train.dpo)
+        adapter_id = adapter_fingerprint(adapter) if adapter else ""
+        self.model, self.tokenizer = load_model(self.path, dtype, self.device, adapter and adapter_dir(adapter),
+                                                adapter_id)
         self.batch_size = int(backend_cfg.get("batch_size", 64))
         self.max_batch_tokens = int(backend_cfg.get("max_batch_tokens", 16384))
         if self.batch_size < 1:
@@ -64,7 +77,8 @@ class HFBackend(Backend):
         weights_id = model_cfg.get("name") or self.path
         # content, not location: the same weights share a call cache across machines and venvs
         digest = hashlib.sha256(
-            f"{weights_fingerprint(self.path)}|{dtype}|{self.use_chat_template}".encode()).hexdigest()[:12]
+            f"{weights_fingerprint(self.path)}|{dtype}|{self.use_chat_template}"
+            f"{'|' + adapter_id if adapter else ''}".encode()).hexdigest()[:12]
         self.identity = f"hf:{weights_id}:{digest}"
         self.base, self.head = self.model.get_decoder(), self.model.get_output_embeddings()
         self._cache_arg = _cache_argument(self.base)

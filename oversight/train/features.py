@@ -1,0 +1,142 @@
+"""Features of texts from a frozen causal LM, for reward heads trained on top of it.
+
+For each (prefix, continuation) pair, one forward pass over `prefix + continuation` gives:
+- the final hidden state (after the last norm) at the last token, and the mean over the
+  continuation's tokens;
+- the summed log-probability of the continuation's tokens given the prefix (how the
+  lm-evaluation-harness scores multiple choice).
+
+Results are cached on disk (SQLite, one row per pair) under a key that includes the weights'
+content fingerprint, so features are extracted through the model once and reused across levels,
+runs and reruns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from oversight.models import weights_fingerprint
+
+
+@dataclass(frozen=True)
+class PairFeatures:
+    last: np.ndarray  # hidden state at the last token
+    mean: np.ndarray  # mean hidden state over the continuation's tokens
+    logprob: float  # summed log-probability of the continuation given the prefix
+    tokens: int  # continuation length in tokens
+
+
+class FrozenFeatures:
+    """A frozen model plus an on-disk feature cache. `model`/`tokenizer` may be passed in (shared
+    with a backend) or are loaded from `path` (a local transformers directory)."""
+
+    def __init__(self, path: str, cache_path: str | Path, *, model: Any = None, tokenizer: Any = None,
+                 batch_size: int = 32, device: str = "cpu"):
+        self.path = path
+        self.identity = weights_fingerprint(path)
+        if model is None or tokenizer is None:
+            from oversight.backends.hf import load_model
+
+            model, tokenizer = load_model(path, "float32", device)
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size = batch_size
+        self.device = device
+        self.cache_path = Path(cache_path)
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.cache_path), timeout=60, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        self._db.commit()
+        self.extracted = 0  # pairs computed by the model (not read from the cache) by this instance
+
+    def pairs(self, pairs: Sequence[tuple[str, str]],
+              on_batch: Callable[[int], None] | None = None) -> list[PairFeatures]:
+        keys = [self._key(p, c) for p, c in pairs]
+        found = self._get(keys)
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in found}.values(),
+                      key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start:start + self.batch_size]
+            # through the stored form, so a fresh extraction and a cached one are the same numbers
+            computed = [_unpack(_pack(f)) for f in self._extract([pairs[i] for i in batch])]
+            self._put({keys[i]: f for i, f in zip(batch, computed)})
+            found.update({keys[i]: f for i, f in zip(batch, computed)})
+            self.extracted += len(batch)
+            if on_batch:
+                on_batch(len(batch))
+        return [found[k] for k in keys]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _key(self, prefix: str, continuation: str) -> str:
+        return hashlib.sha256(f"{self.identity}|{prefix}\x00{continuation}".encode()).hexdigest()
+
+    def _extract(self, pairs: list[tuple[str, str]]) -> list[PairFeatures]:
+        import torch
+
+        encoded = []
+        for prefix, continuation in pairs:
+            head = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            tail = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            if not tail:
+                raise ValueError(f"empty continuation after prefix {prefix!r}")
+            encoded.append((head, tail))
+        width = max(len(h) + len(t) for h, t in encoded)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, (h, t) in enumerate(encoded):  # left padding: every row ends at the last column
+            seq = h + t
+            ids[row, width - len(seq):] = torch.tensor(seq)
+            mask[row, width - len(seq):] = 1
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                             output_hidden_states=True)
+            hidden = out.hidden_states[-1].float().cpu()
+            logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
+        results = []
+        for row, (h, t) in enumerate(encoded):
+            n = len(t)
+            positions = range(width - n, width)
+            lp = sum(float(logprobs[row, p - 1, ids[row, p]]) for p in positions)
+            results.append(PairFeatures(last=hidden[row, -1].numpy().copy(),
+                                        mean=hidden[row, width - n:].mean(0).numpy().copy(), logprob=lp, tokens=n))
+        return results
+
+    def _get(self, keys: list[str]) -> dict[str, PairFeatures]:
+        found: dict[str, PairFeatures] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, blob in self._db.execute(f"SELECT key, value FROM features WHERE key IN ({marks})", chunk):
+                    found[key] = _unpack(blob)
+        return found
+
+    def _put(self, items: dict[str, PairFeatures]) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO features (key, value) VALUES (?, ?)",
+                                 [(k, _pack(v)) for k, v in items.items()])
+            self._db.commit()
+
+
+def _pack(f: PairFeatures) -> bytes:
+    return np.concatenate([[f.logprob, f.tokens], f.last, f.mean]).astype(np.float32).tobytes()
+
+
+def _unpack(blob: bytes) -> PairFeatures:
+    v = np.frombuffer(blob, dtype=np.float32)
+    d = (len(v) - 2) // 2
+    return PairFeatures(last=v[2:2 + d].copy(), mean=v[2 + d:].copy(), logprob=float(v[0]), tokens=int(v[1]))
