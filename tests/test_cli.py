@@ -22,6 +22,13 @@ def oversight(args, cwd, env_extra=None, check=True):
     return proc
 
 
+def names(group):
+    """The shipped configs of a group, as an unknown-name error lists them."""
+    from oversight.app import CONF_DIR
+
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
 def tiny(model_dir):
     return [f"model.path={model_dir}", "model.package=null", "model.gguf_file=null", "model.name=tiny-llama",
             "progress=false"]
@@ -81,12 +88,12 @@ def test_single_run_with_experiment_preset_and_overrides(tiny_model_dir, tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    (["protocol=debat"], "error: protocol: unknown name 'debat'; valid: consultancy, crossplay, debate,"),
+    (["protocol=debat"], "error: protocol: unknown name 'debat'; valid: " + ", ".join(names("protocol"))),
     (["-m", "judge=likelihood,oracle"], "error: judge: unknown name 'oracle'; valid: approval,"),
     (["protocol=debate", "protocol.rounds=0"], "error: protocol.rounds: Input should be greater than or equal to 1"),
     (["task.n=0"], "error: task.n: Input should be greater than or equal to 1"),
     (["task.distractor=nearby"], "error: task.distractor: Input should be 'in_story' or 'out_of_story'"),
-    (["backend=tpu"], "error: backend: unknown name 'tpu'; valid: hf, openai, vllm"),
+    (["backend=tpu"], "error: backend: unknown name 'tpu'; valid: " + ", ".join(names("backend"))),
 ])
 def test_bad_input_names_the_key(tiny_model_dir, tmp_path, args, message):
     proc = oversight([*args, f"hydra.run.dir={tmp_path}/bad", *tiny(tiny_model_dir)], tmp_path, check=False)

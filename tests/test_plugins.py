@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 
+from oversight.app import CONF_DIR
 from oversight.app.run import run_job_async
 from oversight.records import read_records
 from tests.helpers import job_config
@@ -131,7 +132,8 @@ def test_plugins_defined_outside_the_repository_run_end_to_end(tiny_model_dir, t
     ("protocol.rounds=0", "error: protocol.rounds: Input should be greater than or equal to 1"),
     ("protocol.first=3", "error: protocol.first: Input should be 0, 1, 'alternate' or 'both'"),
     ("task.n=-3", "error: task.n: Input should be greater than or equal to 1"),
-    ("protocol/strategy=eloquent", "error: protocol/strategy: unknown name 'eloquent'; valid: best_of_n, cbon, critique_refine, free, quotes"),
+    ("protocol/strategy=eloquent", "error: protocol/strategy: unknown name 'eloquent'; valid: "
+                                    + ", ".join(sorted(p.stem for p in (CONF_DIR / "protocol" / "strategy").glob("*.yaml")))),
     ("protocol._target_=mylab.nowhere.Debate", "error: protocol._target_='mylab.nowhere.Debate': cannot import"),
     ("protocol.strategy._target_=mylab.plugins.Nope", "error: protocol.strategy._target_='mylab.plugins.Nope': "
                                                       "module 'mylab.plugins' has no 'Nope'"),
