@@ -86,7 +86,7 @@ def test_single_run_with_experiment_preset_and_overrides(tiny_model_dir, tmp_pat
     (["protocol=debate", "protocol.rounds=0"], "error: protocol.rounds: Input should be greater than or equal to 1"),
     (["task.n=0"], "error: task.n: Input should be greater than or equal to 1"),
     (["task.distractor=nearby"], "error: task.distractor: Input should be 'in_story' or 'out_of_story'"),
-    (["backend=tpu"], "error: backend: unknown name 'tpu'; valid: hf, openai, vllm"),
+    (["backend=tpu"], "error: backend: unknown name 'tpu'; valid: hf, llamacpp, openai, vllm"),
 ])
 def test_bad_input_names_the_key(tiny_model_dir, tmp_path, args, message):
     proc = oversight([*args, f"hydra.run.dir={tmp_path}/bad", *tiny(tiny_model_dir)], tmp_path, check=False)
