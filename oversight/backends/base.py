@@ -16,7 +16,6 @@ from contextlib import AbstractContextManager
 
 from oversight.types import Call, CallResult
 
-
 #: every context-length failure starts with this, so servers can answer it as a client error
 CONTEXT_TOO_LONG = "prompt too long for the model's context"
 

@@ -26,6 +26,18 @@ in-process backends give, token for token):
   an upper bound on its true probability (it is less likely than every listed token and than
   the unlisted mass); this approximation is why the method is part of the backend identity.
 
+`render: local` (for servers without vLLM's extensions, e.g. llama.cpp's): the client renders the
+prompt with the model's own chat template (from model.path / model.package, exactly as the hf
+backend does) and sends text to /completions: generate directly; loglikelihood (and next_token with
+`echo`) as one echo request per option on `prompt + option`, the option's tokens being the last n
+echoed, n from the server's tokenizer (checked to split prompt and option at the boundary);
+next_token with `top_logprobs` as a one-token completion's top list. `server: llama_cpp` selects
+llama-cpp-python's request shapes (/extras/tokenize with `input`) and resets its sampler defaults.
+
+Capabilities (vLLM-style /tokenize, echo with logprobs, top_logprobs, continue_final_message) are
+checked once per backend with one small probe each; a call that needs one the server lacks fails at
+once with an error naming it and the method to use instead, and is not retried.
+
 Faults: HTTP 408/409/429/5xx, timeouts and connection errors are retried up to `max_retries`
 times with exponential backoff and jitter (honouring Retry-After, capped at `backoff_max_s`).
 Any other HTTP error fails the call at once. A call that still fails gets a CallResult with
