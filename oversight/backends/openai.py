@@ -43,6 +43,7 @@ its identity, records, logs or error messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -115,17 +116,23 @@ class OpenAIBackend(Backend):
 
     # ---- public entry -------------------------------------------------------------------------
 
+    dispatch = "per_call"  # the server batches; the engine sends each call as soon as it is ready
+
     async def run(self, calls: list[Call]) -> list[CallResult]:
-        # A client per run: an httpx client is bound to the event loop it first ran on, and each
-        # engine job runs its own loop. Connection setup is small next to a batch of model calls.
+        async with self.session() as answer:
+            return list(await asyncio.gather(*(answer(call) for call in calls)))
+
+    @contextlib.asynccontextmanager
+    async def session(self):
+        # A client per run or engine job: an httpx client is bound to the event loop it first ran on,
+        # and each engine job runs its own loop.
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout_s)) as client:
-            session = _Session(self, client, asyncio.Semaphore(self.concurrency))
-            return list(await asyncio.gather(*(session.answer(call) for call in calls)))
+            yield _Session(self, client, asyncio.Semaphore(self.concurrency)).answer
 
     def run_sync(self, calls: list[Call]) -> list[CallResult]:
         return _blocking(self.run(calls))
