@@ -1,0 +1,104 @@
+"""Hardening (issue 13): durable progress, per-call dispatch for servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from oversight.backends.hf import HFBackend
+from oversight.cache import CallCache
+from oversight.engine import Engine
+from oversight.tasks.hidden_passage import generate as hidden_passage
+from oversight.types import CallResult, SamplingParams
+from tests.helpers import CountingBackend
+
+
+class ChunkWatchingBackend(CountingBackend):
+    """Test double: a real backend with a batch size, that notes how many results the call cache
+    holds whenever a chunk arrives."""
+
+    def __init__(self, inner, batch_size, cache):
+        super().__init__(inner)
+        self.batch_size = batch_size
+        self.cache = cache
+        self.cached_at_start: list[int] = []
+
+    async def run(self, calls):
+        self.cached_at_start.append(len(self.cache))
+        return await super().run(calls)
+
+
+async def one_generate(question, ctx):
+    out = await ctx.generate("a", [{"role": "user", "content": f"{question.id}: {question.question}"}], params=SamplingParams(max_new_tokens=3))
+    return out.text
+
+
+def test_each_chunk_is_cached_before_the_next_is_sent(tiny_model_cfg, tmp_path):
+    hf = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 64})
+    cache = CallCache(tmp_path / "c.sqlite")
+    backend = ChunkWatchingBackend(hf, batch_size=4, cache=cache)
+    engine = Engine({"default": backend}, cache=cache)
+    outcomes = engine.run(hidden_passage(n=10), one_generate)
+    assert backend.batches == [4, 4, 2]  # one wave of 10 calls, in chunks of the batch size
+    assert backend.cached_at_start == [0, 4, 8]  # every chunk reached the cache before the next left
+    assert len(cache) == 10 and engine.stats.batches == 3
+    # chunking changes nothing in the answers: the same calls in one batch give the same texts
+    whole = Engine({"default": hf}).run(hidden_passage(n=10), one_generate)
+    assert [o.value for o in outcomes] == [o.value for o in whole]
+
+
+class HeldServerDouble(CountingBackend):
+    """Test double for a server backend: answers each call with the real backend (one call at a
+    time), but holds question `slow`'s first request until every other question has had its last
+    request answered (or 60 s pass); records the order in which requests went out and came back."""
+
+    dispatch = "per_call"
+
+    def __init__(self, inner, slow: str, others: int):
+        super().__init__(inner)
+        self.slow = slow
+        self.others = others
+        self.events: list[tuple[str, str]] = []
+
+    @contextlib.asynccontextmanager
+    async def session(self):
+        lock, released = asyncio.Lock(), asyncio.Event()
+
+        async def answer(call):
+            text = call.messages[-1]["content"]
+            self.events.append(("sent", text))
+            if text == f"{self.slow} round 0":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), 60)
+            async with lock:
+                [result] = await self.inner.run([call])
+            self.events.append(("back", text))
+            if sum(kind == "back" and text.endswith("round 2") for kind, text in self.events) == self.others:
+                released.set()
+            return result
+
+        yield answer
+
+
+async def three_rounds(question, ctx):
+    text = question.id
+    for round_ in range(3):
+        out = await ctx.generate("a", [{"role": "user", "content": f"{text} round {round_}"}],
+                                 params=SamplingParams(max_new_tokens=2))
+    return out.text
+
+
+def test_per_call_dispatch_never_waits_for_the_slowest_request(tiny_model_cfg):
+    hf = HFBackend(tiny_model_cfg, {"name": "hf"})
+    questions = hidden_passage(n=3)
+    backend = HeldServerDouble(hf, slow=questions[0].id, others=2)
+    engine = Engine({"default": backend})
+    outcomes = engine.run(questions, three_rounds)
+    sent = [text for kind, text in backend.events if kind == "sent"]
+    first_back = backend.events.index(("back", f"{questions[0].id} round 0"))
+    # the other questions went through all three rounds while the slow one's first request was out
+    assert all(("back", f"{q.id} round 2") in backend.events[:first_back] for q in questions[1:])
+    assert len(sent) == 9 and engine.stats.calls == 9 and all(o.error is None for o in outcomes)
+    # and the answers are those of barrier batching
+    barrier = Engine({"default": hf}).run(questions, three_rounds)
+    assert [o.value for o in outcomes] == [o.value for o in barrier]
