@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import json
+import subprocess
+import sys
 
 from oversight.backends.hf import HFBackend
 from oversight.cache import CallCache
@@ -102,3 +106,37 @@ def test_per_call_dispatch_never_waits_for_the_slowest_request(tiny_model_cfg):
     # and the answers are those of barrier batching
     barrier = Engine({"default": hf}).run(questions, three_rounds)
     assert [o.value for o in outcomes] == [o.value for o in barrier]
+
+
+# ---- failures are loud ---------------------------------------------------------------------------
+
+DEAD_SERVER = ["backend=openai", "backend.base_url=http://127.0.0.1:9/v1", "backend.max_retries=0", "progress=false"]
+
+
+def test_a_job_whose_every_question_failed_says_why_and_exits_non_zero(tmp_path):
+    from tests.test_cli import oversight
+
+    proc = oversight([*DEAD_SERVER, "protocol=direct", "task.n=2", f"hydra.run.dir={tmp_path}/one"], tmp_path,
+                     check=False)
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["n"] == 0 and summary["n_failed"] == summary["questions"] == 2
+    assert "ConnectError" in summary["first_error"]
+    assert "on n=0; 2 of 2 questions failed (first: " in proc.stderr and "ConnectError" in proc.stderr
+    assert "error: every question of" in proc.stderr
+
+
+def test_a_sweep_with_a_failed_job_says_so_and_tables_count_failures(tmp_path):
+    from tests.test_cli import oversight
+
+    proc = oversight(["-m", *DEAD_SERVER, "protocol=direct,direct_passage", "task.n=2",
+                      f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "error: 2 job(s) of the sweep failed on every question" in proc.stderr
+    rows = list(csv.DictReader((tmp_path / "sweep" / "comparison.csv").open()))
+    assert [int(r["failed"]) for r in rows] == [2, 2]
+    assert "| failed |" in (tmp_path / "sweep" / "comparison.md").read_text()
+    again = subprocess.run([sys.executable, "-m", "oversight.app.compare", str(tmp_path / "sweep")],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "failed" in again.stdout
+    assert again.stderr.count("every question failed in") == 2

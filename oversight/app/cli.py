@@ -13,11 +13,13 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from oversight.app import CONF_DIR
+from oversight.app.compare import SweepCallback
 from oversight.errors import OversightError
 
 CONF_DIR = str(CONF_DIR)
@@ -47,12 +49,22 @@ def app(cfg: DictConfig) -> float:
         except OversightError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-    lo, hi = summary["accuracy_ci"]
-    console.print(
-        f"{label}: accuracy {summary['accuracy']:.3f} [95% CI {lo:.3f}, {hi:.3f}] on n={summary['n']}; "
-        f"{summary['model_calls']} model calls, {summary['cache_hits']} cache hits -> {out_dir}"
-    )
+    console.print(summary_line(label, summary, out_dir), soft_wrap=True, markup=False, highlight=False)
+    if summary["questions"] and summary["n_failed"] == summary["questions"]:
+        print(f"error: every question of {out_dir} failed; first: {summary['first_error']}", file=sys.stderr)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(1)  # in a sweep the other jobs still run; the sweep exits non-zero at its end
     return summary["accuracy"]
+
+
+def summary_line(label: str, summary: dict, out_dir: Path) -> str:
+    """The one line a job ends with: accuracy, how many questions failed and why, calls, where."""
+    lo, hi = summary["accuracy_ci"]
+    failed = ""
+    if summary.get("n_failed"):
+        failed = f"; {summary['n_failed']} of {summary['questions']} questions failed (first: {summary['first_error']})"
+    return (f"{label}: accuracy {summary['accuracy']:.3f} [95% CI {lo:.3f}, {hi:.3f}] on n={summary['n']}{failed}; "
+            f"{summary['model_calls']} model calls, {summary['cache_hits']} cache hits -> {out_dir}")
 
 
 def main() -> None:
@@ -61,6 +73,8 @@ def main() -> None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     app()
+    if SweepCallback.failed_jobs:  # a sweep with a job whose every question failed
+        sys.exit(1)
 
 
 def unknown_group_choice(args: list[str], conf_dir: Path) -> str | None:

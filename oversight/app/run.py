@@ -77,6 +77,8 @@ async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=No
         "model": cfg["model"].get("name"),
         "task": cfg["task"].get("name"),
         **summarise(records, judge.name),
+        "questions": len(records),
+        "first_error": next((f"{r.question_id}: {r.error}" for r in records if r.error), None),
         "model_calls": engine.stats.calls,
         "cache_hits": engine.stats.cache_hits,
         "failed_calls": engine.stats.failed,
