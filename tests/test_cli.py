@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -34,9 +35,11 @@ def test_sweep_writes_records_summaries_and_comparison_and_reruns_for_free(tiny_
     oversight(args, tmp_path, cache)
     sweep = tmp_path / "sweep"
     jobs = sorted(p.parent for p in sweep.rglob("summary.json"))
-    # job directories are named from the overrides (never from paths), so a rerun finds them again
-    assert [j.name for j in jobs] == [f"model.name=tiny-llama,protocol={p},task.n=6"
-                                      for p in ("consultancy", "debate", "direct", "direct_passage")]
+    # job directories are named from the overrides, so a rerun finds them again
+    digest = hashlib.sha256(str(tiny_model_dir).encode()).hexdigest()[:8]  # a path appears as a digest
+    assert [j.name for j in jobs] == [
+        f"model.gguf_file=null,model.name=tiny-llama,model.package=null,model.path@{digest},protocol={p},task.n=6"
+        for p in ("consultancy", "debate", "direct", "direct_passage")]
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
         records = read_records(job)

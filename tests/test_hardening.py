@@ -157,3 +157,80 @@ def test_exclusive_keys_set_together_are_an_error_naming_both(tmp_path, args, me
     proc = oversight([*args, "task.n=1", f"hydra.run.dir={tmp_path}/bad"], tmp_path, check=False)
     assert proc.returncode == 2 and proc.stderr.startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "bad" / "summary.json").exists()
+
+
+# ---- job directories: unique per result-affecting config, one level under the sweep ---------------
+
+def test_job_names_keep_plain_overrides_and_digest_paths_and_urls():
+    from oversight.app.cli import job_name
+
+    assert job_name(["task.n=40", "protocol=debate"]) == "protocol=debate,task.n=40"  # Hydra's own format
+    assert job_name(["protocol=debate", "name=x", "progress=false", "+experiment=compare", "cache.path=/c"]) == \
+        "protocol=debate"
+    a, b = job_name(["task.path=a.jsonl"]), job_name(["task.path=b.jsonl"])
+    assert a != b and a.startswith("task.path@") and "/" not in a
+    url = job_name(["backend.tokenize_url=http://127.0.0.1:8765/extras/tokenize", "protocol=direct"])
+    assert "/" not in url and url.startswith("backend.tokenize_url@") and url.endswith(",protocol=direct")
+    assert "/" not in job_name(["+models.strong={name: s, path: /m/q}"])
+    # one cell of a sweep seen by every judge: the per-cell cache recipe of docs/scaling.md
+    assert job_name(["judge=human", "judge.budget=0.3", "protocol=debate"], "judge") == "protocol=debate"
+    assert job_name([]) == "defaults"
+
+
+def _jsonl(path, offset):
+    rows = [{"question": f"Is {i + offset} even?", "options": ["yes", "no"], "answer": (i + offset) % 2}
+            for i in range(4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_sweep_over_paths_writes_one_directory_per_path_one_level_deep(tiny_model_dir, tmp_path):
+    from tests.test_cli import oversight, tiny
+
+    a, b = _jsonl(tmp_path / "a.jsonl", 0), _jsonl(tmp_path / "b.jsonl", 1)
+    oversight(["-m", "task=jsonl", f"task.path={a},{b}", "protocol=direct", f"hydra.sweep.dir={tmp_path}/sweep",
+               *tiny(tiny_model_dir)], tmp_path)
+    jobs = sorted(p.parent for p in (tmp_path / "sweep").rglob("summary.json"))
+    assert len(jobs) == 2 and all(j.parent == tmp_path / "sweep" for j in jobs)
+    questions = {json.loads((j / "summary.json").read_text())["config"]["task"]["path"] for j in jobs}
+    assert questions == {str(a), str(b)}
+
+
+def test_a_preset_run_without_m_stays_out_of_its_sweep(tiny_model_dir, tmp_path):
+    from tests.test_cli import oversight, tiny
+
+    oversight(["+experiment=compare", "task.n=2", "protocol=direct", *tiny(tiny_model_dir)], tmp_path)
+    assert not (tmp_path / "runs" / "compare").exists()
+    [summary] = (tmp_path / "runs" / "single" / "compare").rglob("summary.json")
+    assert summary.parent.parent == tmp_path / "runs" / "single" / "compare"
+
+
+def _judge_calls(job) -> int:
+    from oversight.records import read_records
+
+    return sum(1 for r in read_records(job) for n in r.graph["nodes"] if n.get("kind") == "call" and n.get("role") == "judge")
+
+
+@pytest.mark.parametrize("recipe", ["README", "per-cell cache"])
+def test_rejudging_a_sweep_costs_only_the_judges_calls(tiny_model_dir, tmp_path, recipe):
+    """README "Re-judging" (one shared cache) and docs/scaling.md's per-cell cache, as written."""
+    from tests.test_cli import oversight, tiny
+
+    extra = []
+    if recipe == "per-cell cache":
+        extra = ["cache.path=${hydra:sweep.dir}/cache/${oversight.cell:}.sqlite"]
+    base = ["-m", "protocol=consultancy,debate", "task.n=3", f"hydra.sweep.dir={tmp_path}/sweep", *extra,
+            *tiny(tiny_model_dir)]
+    oversight(base, tmp_path)
+    oversight([*base, "judge=logprob"], tmp_path)
+    rejudged = [p.parent for p in (tmp_path / "sweep").rglob("summary.json") if "judge=logprob" in p.parent.name]
+    assert len(rejudged) == 2
+    for job in rejudged:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["judge"] == "logprob" and summary["cache_hits"] > 0
+        assert summary["model_calls"] == _judge_calls(job) > 0  # only the judge's calls were made
+    if recipe == "per-cell cache":
+        assert sorted(p.name for p in (tmp_path / "sweep" / "cache").glob("*.sqlite")) == [
+            "model.gguf_file=null,model.name=tiny-llama,model.package=null,model.path@"
+            f"{__import__('hashlib').sha256(str(tiny_model_dir).encode()).hexdigest()[:8]},protocol={p},task.n=3.sqlite"
+            for p in ("consultancy", "debate")]
