@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -234,3 +235,37 @@ def test_rejudging_a_sweep_costs_only_the_judges_calls(tiny_model_dir, tmp_path,
             "model.gguf_file=null,model.name=tiny-llama,model.package=null,model.path@"
             f"{__import__('hashlib').sha256(str(tiny_model_dir).encode()).hexdigest()[:8]},protocol={p},task.n=3.sqlite"
             for p in ("consultancy", "debate")]
+
+
+# ---- a built wheel carries its configs ------------------------------------------------------------
+
+def test_the_wheel_installs_into_a_fresh_venv_and_runs_a_job_from_elsewhere(tiny_model_dir, tmp_path):
+    """`pip wheel` of the checkout, installed (no deps) into a fresh venv that sees the shared venv's
+    packages through a .pth file, then `oversight` run from a directory outside the repository."""
+    import site
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(repo),
+                    "-w", str(tmp_path / "dist")], check=True, timeout=600, cwd=tmp_path)
+    [wheel] = (tmp_path / "dist").glob("oversight-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    own_site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed",
+                    "-q", str(wheel)], check=True, timeout=600, env=env)
+    Path(own_site, "shared-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    located = subprocess.run([str(python), "-c", "import oversight.app as a; print(a.CONF_DIR)"], cwd=elsewhere,
+                             env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(located) == Path(own_site) / "oversight" / "conf"  # the wheel's own configs, not the checkout's
+    proc = subprocess.run([str(venv / "bin" / "oversight"), "protocol=direct", "task.n=4", f"model.path={tiny_model_dir}",
+                           "model.package=null", "model.gguf_file=null", "model.name=tiny-llama", "progress=false"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    [summary] = (elsewhere / "runs" / "default").rglob("summary.json")
+    assert json.loads(summary.read_text())["n"] == 4
