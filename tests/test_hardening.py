@@ -269,3 +269,32 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_a_job_from_elsewhere(tiny
     assert proc.returncode == 0, proc.stderr
     [summary] = (elsewhere / "runs" / "default").rglob("summary.json")
     assert json.loads(summary.read_text())["n"] == 4
+
+
+# ---- launchers ------------------------------------------------------------------------------------
+
+def test_joblib_and_submitit_launchers_give_the_basic_launchers_comparison_with_the_cache_intact(tiny_model_dir,
+                                                                                                  tmp_path):
+    """A 2-job sweep through the basic launcher, joblib (2 worker processes) and submitit's local
+    executor, each with a fresh call cache that its jobs share: the same comparison, and the same
+    calls in each cache (no write lost to concurrency, the SQLite file intact)."""
+    import sqlite3
+
+    from tests.test_cli import oversight, tiny
+
+    launchers = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                 "submitit": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=20"]}
+    tables, caches = {}, {}
+    for name, extra in launchers.items():
+        cache = tmp_path / f"{name}.sqlite"
+        oversight(["-m", "protocol=direct_passage,debate", "task.n=4", f"hydra.sweep.dir={tmp_path}/{name}", *extra,
+                   *tiny(tiny_model_dir)], tmp_path, {"OVERSIGHT_CALL_CACHE": str(cache)})
+        rows = csv.DictReader((tmp_path / name / "comparison.csv").open())
+        tables[name] = sorted((r["job"], r["n"], r["accuracy"], r["ci_low"], r["ci_high"], r["model_calls"])
+                              for r in rows)
+        with sqlite3.connect(cache) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            caches[name] = dict(db.execute("SELECT key, result FROM calls"))
+    assert len(tables["basic"]) == 2
+    assert tables["joblib"] == tables["basic"] and tables["submitit"] == tables["basic"]
+    assert caches["basic"] and caches["joblib"].keys() == caches["basic"].keys() == caches["submitit"].keys()
