@@ -124,6 +124,21 @@ def test_prefix_shared_generation_equals_unshared_and_one_at_a_time(tiny_model_c
         assert together == [(shared.generate([c])[0].text, shared.generate([c])[0].output_tokens) for c in calls]
 
 
+def test_preallocated_kv_cache_changes_no_output(tiny_model_cfg):
+    from oversight.app.bench import transformers_generate
+
+    on = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 4})
+    off = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8, "prefix_sharing": 4, "preallocate_kv": False})
+    greedy = _story_calls("generate", params=SamplingParams(max_new_tokens=12))
+    sampled = _story_calls("generate", params=SamplingParams(max_new_tokens=12, temperature=1.0, seed=5))
+    for calls in (greedy, sampled):
+        assert [(r.text, r.output_tokens) for r in on.generate(calls)] == [
+            (r.text, r.output_tokens) for r in off.generate(calls)]
+    # and greedy decoding is what transformers' own generate() writes for the same prompts
+    _, _, texts = transformers_generate(on, greedy, batch_size=8)
+    assert texts == [r.text for r in on.generate(greedy)]
+
+
 def test_prefix_sharing_rejects_negative_values(tiny_model_cfg):
     from oversight.errors import ConfigError
 
@@ -149,3 +164,75 @@ def test_cache_identity_follows_the_weights_not_their_location(tiny_model_dir, t
     weights.write_bytes(bytes(data))
     assert weights_fingerprint(str(there)) != weights_fingerprint(str(here))
     assert weights_fingerprint("org/model-on-the-hub") == "org/model-on-the-hub"
+
+
+# ---- context length: a call that does not fit the model's context fails, naming both numbers ------
+
+
+@pytest.fixture(scope="module")
+def short_model_cfg(tiny_model_dir, tmp_path_factory):
+    """The tiny model with a 64-token context (max_position_embeddings in its config.json)."""
+    import json
+    import shutil
+
+    target = tmp_path_factory.mktemp("short") / "tiny-64"
+    shutil.copytree(tiny_model_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    config["max_position_embeddings"] = 64
+    (target / "config.json").write_text(json.dumps(config))
+    return {"name": "tiny-64", "path": str(target), "dtype": "float32"}
+
+
+def _sized(backend, limit_left: int, **call):
+    """A call and the token count of its rendered prompt; `limit_left` words of filler."""
+    c = Call(messages=({"role": "user", "content": "word " * limit_left},), **call)
+    return c, len(backend._encode(backend.render(c)))
+
+
+def test_calls_over_the_context_fail_with_token_count_and_limit(short_model_cfg):
+    short = HFBackend(short_model_cfg, {"name": "hf", "batch_size": 8})
+    assert short.max_context == 64
+    probe, n = _sized(short, 5, kind="generate")
+    fits = probe.model_copy(update={"params": SamplingParams(max_new_tokens=64 - n)})
+    over = probe.model_copy(update={"params": SamplingParams(max_new_tokens=65 - n)})
+    long_prompt, m = _sized(short, 80, kind="generate", params=SamplingParams(max_new_tokens=4))
+    assert m > 64
+    ok, failed, failed_long = short.generate([fits, over, long_prompt])
+    assert ok.ok and ok.prompt_tokens == n and ok.text == short.generate([fits])[0].text  # company changes nothing
+    for result, prompt, added in ((failed, n, 65 - n), (failed_long, m, 4)):
+        assert not result.ok and result.text is None
+        assert f"{prompt} prompt tokens + {added} max_new_tokens = {prompt + added} tokens" in result.error
+        assert "above the limit of 64" in result.error and "max_position_embeddings" in result.error
+
+    scored, k = _sized(short, 5, kind="loglikelihood", prefix="Answer:", candidates=(" A", " B"))
+    cont = max(len(short._encode(c)) for c in scored.candidates)
+    pad = 64 - k - cont  # words that bring the sequence to exactly the limit (a word is a token here)
+    edge, e = _sized(short, 5 + pad, kind="loglikelihood", prefix="Answer:", candidates=(" A", " B"))
+    beyond, b = _sized(short, 6 + pad, kind="loglikelihood", prefix="Answer:", candidates=(" A", " B"))
+    assert e + cont == 64 and b + cont == 65
+    at_edge, past = short.loglikelihood([edge, beyond])
+    assert at_edge.ok and len(at_edge.logprobs) == 2
+    assert not past.ok and f"{b} prompt tokens + {cont} continuation tokens" in past.error and "limit of 64" in past.error
+    nt = [c.model_copy(update={"kind": "next_token"}) for c in (edge, beyond)]
+    assert [r.ok for r in short.next_token(nt)] == [e + 1 <= 64, b + 1 <= 64]
+
+
+def test_engine_records_the_too_long_call_in_its_question(short_model_cfg):
+    from oversight.engine import Engine
+    from oversight.types import Question
+
+    short = HFBackend(short_model_cfg, {"name": "hf", "batch_size": 8})
+    questions = [Question(id="short-q", question="Where?", options=[" here", " there"], correct=0),
+                 Question(id="long-q", question="Where? " * 60, options=[" here", " there"], correct=0)]
+
+    async def episode(question, ctx):
+        scored = await ctx.loglikelihood("judge", ({"role": "user", "content": question.question},), question.options)
+        return scored.logprobs
+
+    done = {e.question.id: e for e in Engine(backends={"default": short}).run(questions, episode)}
+    assert done["short-q"].error is None and len(done["short-q"].value) == 2
+    failed = done["long-q"]
+    assert "prompt too long" in failed.error and "above the limit of 64" in failed.error
+    (node,) = [d for _, d in failed.graph.nodes("call")]
+    assert node["output"]["logprobs"] is None
+    assert "above the limit of 64" in node["output"]["error"] and failed.graph.question_id == "long-q"

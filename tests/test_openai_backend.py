@@ -218,6 +218,38 @@ def test_non_retryable_errors_fail_at_once(server):
     assert not result.ok and "/tokenize" in result.error and "next_token_method=top_logprobs" in result.error
 
 
+def test_calls_over_the_servers_context_fail_at_once(tiny_model_dir, tmp_path):
+    """The client reads max_model_len from GET /models; scoring calls over it fail before any
+    request, and an over-long generate is the server's 400, not retried."""
+    import json
+    import shutil
+
+    short_dir = tmp_path / "tiny-64"
+    shutil.copytree(tiny_model_dir, short_dir)
+    config = json.loads((short_dir / "config.json").read_text())
+    config["max_position_embeddings"] = 64
+    (short_dir / "config.json").write_text(json.dumps(config))
+    short = HFBackend({"name": SERVED, "path": str(short_dir)}, {"device": "cpu"})
+    long_text = "word " * 80
+    with OversightServer(short, SERVED) as srv:
+        backend = client(srv.url, max_retries=4)
+        fine = Call(kind="loglikelihood", messages=_msgs("hi"), candidates=(" a", " b"))
+        too_long = Call(kind="loglikelihood", messages=_msgs(long_text), candidates=(" a", " b"))
+        long_generate = Call(kind="generate", messages=_msgs(long_text), params=SamplingParams(max_new_tokens=4))
+        (ok,) = backend.run_sync([fine])
+        before = srv.stats["requests"]
+        scored, generated = backend.run_sync([too_long, long_generate])
+        assert backend.max_context == 64 and "/models" in backend.max_context_source
+        n = len(short._encode(short.render(too_long)))
+        assert ok.ok and not scored.ok and not generated.ok
+        assert scored.error.startswith("prompt too long") and f"{n} prompt tokens" in scored.error
+        assert "above the limit of 64" in scored.error
+        assert "HTTP 400" in generated.error and f"{n} prompt tokens" in generated.error
+        assert "attempts" not in generated.error  # a client error is not retried
+        # too_long: its context's /tokenize only (the options' tokens are cached); generate: one 400
+        assert srv.stats["requests"] == before + 2
+
+
 def test_unreachable_server_is_a_failed_call():
     import socket
 

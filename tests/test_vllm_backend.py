@@ -159,6 +159,12 @@ def test_glue_against_standin(fake_vllm, tiny_model_cfg):
         else:
             assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4)
     assert backend.identity.startswith("vllm:tiny-llama:")
+    # over max_model_len: failed before reaching the engine, naming the numbers; the rest answered
+    too_long = [Call(kind=kind, messages=_msgs("word " * 2100), candidates=(" a",) if kind != "generate" else (),
+                     params=SamplingParams(max_new_tokens=4)) for kind in ("generate", "next_token", "loglikelihood")]
+    results = backend.run_sync([*too_long, calls[0]])
+    assert all(not r.ok and "above the limit of 2048 (vLLM's max_model_len)" in r.error for r in results[:3])
+    assert results[3].ok and results[3].text == got[0].text
     with pytest.raises(ConfigError, match=r"engine_kwargs.*\['no_such_arg'\]"):
         VLLMBackend(tiny_model_cfg, {"engine_kwargs": {"no_such_arg": 1}})
     with pytest.raises(ConfigError, match="backend.gguf"):

@@ -4,9 +4,12 @@ Measures on one model, in one process, with the call cache off:
 1. raw: the backend's batched generation on the debate's own generate calls, handed over at once;
 2. engine: the debate protocol (free-text arguments) run end to end through the engine, which must
    discover those calls question by question and batch them itself;
-3. loop: the same calls one at a time (on a subset; throughput is a rate, so it extrapolates).
-Prints generated tokens/s for each and the ratios engine/raw (target >= 0.8) and engine/loop
-(target >= 5).
+3. loop: the same calls one at a time (on a subset; throughput is a rate, so it extrapolates);
+4. transformers: the same calls through transformers' own batched `model.generate()` (greedy, left
+   padded, the same batch size and length-sorted batches as the backend): the library a user would
+   otherwise reach for.
+Prints generated tokens/s for each and the ratios engine/raw (target >= 0.8), engine/loop
+(target >= 5) and engine/transformers (target >= 1.5).
 
 `--multi-wave` measures instead what per-call dispatch buys against a server: a 3-round sequential
 free-text debate (six dependent waves of generate calls) run through `backend=openai` against an
@@ -63,18 +66,59 @@ def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words:
     loop_tokens = sum(backend.run_sync([c])[0].output_tokens for c in subset)
     loop_s = time.perf_counter() - started
 
-    rates = {"raw": raw_tokens / raw_s, "engine": engine_tokens / engine_s, "loop": loop_tokens / loop_s}
+    hf_tokens, hf_s, hf_texts = transformers_generate(backend, calls, int(backend_cfg.get("batch_size") or 64))
+    same_text = sum(a == b.text for a, b in zip(hf_texts, raw))
+
+    rates = {"raw": raw_tokens / raw_s, "engine": engine_tokens / engine_s, "loop": loop_tokens / loop_s,
+             "transformers": hf_tokens / hf_s}
     return {
         "model": model_cfg.get("name"), "backend": backend_cfg.get("name"), "questions": n,
         "batch_size": backend_cfg.get("batch_size"), "prefix_sharing": backend_cfg.get("prefix_sharing"),
+        "preallocate_kv": backend_cfg.get("preallocate_kv", True),
         "generate_calls": len(calls),
-        "tokens": {"raw": raw_tokens, "engine": engine_tokens, "loop": loop_tokens},
-        "seconds": {"raw": raw_s, "engine": engine_s, "loop": loop_s},
+        "tokens": {"raw": raw_tokens, "engine": engine_tokens, "loop": loop_tokens, "transformers": hf_tokens},
+        "seconds": {"raw": raw_s, "engine": engine_s, "loop": loop_s, "transformers": hf_s},
         "tokens_per_second": rates,
         "engine_over_raw": rates["engine"] / rates["raw"],
         "engine_over_loop": rates["engine"] / rates["loop"],
+        "engine_over_transformers": rates["engine"] / rates["transformers"],
+        "transformers_same_text": same_text,
         "engine_batches": engine.stats.batches,
     }
+
+
+def transformers_generate(backend, calls: list[Call], batch_size: int) -> tuple[int, float, list[str]]:
+    """The calls through transformers' `generate()`: greedy, left-padded batches of `batch_size`
+    prompts sorted by length (as the backend batches them). Returns (generated tokens, seconds,
+    texts); tokens after a row's end-of-sequence token are padding and are not counted."""
+    import torch
+
+    if any(c.params.temperature > 0 or c.params.stop for c in calls):
+        raise ValueError("the transformers baseline covers greedy calls without stop strings (the debate's)")
+    model, tokenizer = backend.model, backend.tokenizer
+    prompts = [backend._encode(backend.render(c)) for c in calls]
+    order = sorted(range(len(calls)), key=lambda i: len(prompts[i]))
+    texts: list[str] = [""] * len(calls)
+    tokens = 0
+    pad = tokenizer.pad_token_id
+    started = time.perf_counter()
+    for at in range(0, len(order), batch_size):
+        batch = order[at: at + batch_size]
+        width = max(len(prompts[i]) for i in batch)
+        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=backend.device)
+        mask = (torch.arange(width, device=backend.device)[None, :]
+                >= torch.tensor([width - len(prompts[i]) for i in batch], device=backend.device)[:, None]).long()
+        limit = max(calls[i].params.max_new_tokens for i in batch)
+        with backend.exclusive(), torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, do_sample=False,
+                                 pad_token_id=pad)
+        for row, i in enumerate(batch):
+            new = out[row, width:].tolist()
+            ends = [k for k, t in enumerate(new) if t in backend.eos_ids]
+            new = new[: ends[0]] if ends else new
+            tokens += len(new)
+            texts[i] = tokenizer.decode(new, skip_special_tokens=True)
+    return tokens, time.perf_counter() - started, texts
 
 
 def multi_wave(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words: int, rounds: int,
@@ -124,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix-sharing", type=int, default=16,
                         help="backend.prefix_sharing: share prompt prefixes of at least this many tokens "
                              "within a batch (0: off)")
+    parser.add_argument("--preallocate-kv", type=int, default=1,
+                        help="backend.preallocate_kv: decode into a preallocated KV cache (1) or transformers' "
+                             "growing one (0)")
     parser.add_argument("--json", help="also write the result to this file")
     parser.add_argument("--multi-wave", action="store_true",
                         help="barrier vs per-call dispatch on a 3-round sequential debate through backend=openai")
@@ -133,24 +180,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = dict(DEFAULT_MODEL) if not args.model_path else {"name": args.model_path, "path": args.model_path}
     backend = {**group_config("backend", args.backend), "device": args.device, "batch_size": args.batch_size,
-               "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing}
+               "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing,
+               "preallocate_kv": bool(args.preallocate_kv)}
     if args.multi_wave:
         return _print_multi_wave(multi_wave(model, backend, args.questions, args.words, args.rounds, args.server_url),
                                  args.json)
     result = bench(model, backend, args.questions, args.words, args.loop)
     table = Table(title=f"oversight-bench: {result['model']} on {result['backend']}, "
                         f"batch {result['batch_size']}, prefix sharing {result['prefix_sharing']}, "
+                        f"preallocated KV {int(bool(result['preallocate_kv']))}, "
                         f"{result['generate_calls']} generate calls")
     for column in ("path", "generated tokens", "seconds", "tokens/s"):
         table.add_column(column, justify="right" if column != "path" else "left")
     for key, label in (("raw", "backend, all calls at once"), ("engine", "engine, debate end to end"),
-                       ("loop", "one call at a time")):
+                       ("loop", "one call at a time"), ("transformers", "transformers generate()")):
         table.add_row(label, str(result["tokens"][key]), f"{result['seconds'][key]:.1f}",
                       f"{result['tokens_per_second'][key]:.1f}")
     console = Console()
     console.print(table)
     console.print(f"engine / raw  = {result['engine_over_raw']:.2f}  (target >= 0.8)")
     console.print(f"engine / loop = {result['engine_over_loop']:.1f}  (target >= 5)")
+    console.print(f"engine / transformers = {result['engine_over_transformers']:.2f}  (target >= 1.5; "
+                  f"{result['transformers_same_text']} of {result['generate_calls']} texts identical to the backend's)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -45,7 +45,7 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from oversight.app import CONF_DIR, group_config
-from oversight.backends.base import Backend, length_batches
+from oversight.backends.base import CONTEXT_TOO_LONG, Backend, length_batches
 from oversight.types import Call, CallResult, SamplingParams
 
 log = logging.getLogger("oversight.app.serve")
@@ -123,7 +123,7 @@ class TokenScorer:
         self.model = backend.model  # type: ignore[attr-defined]
         self.tokenizer = backend.tokenizer  # type: ignore[attr-defined]
         self.device = getattr(backend, "device", "cpu")
-        self.lock = getattr(backend, "_lock", None) or threading.Lock()
+        self.backend = backend
         self.batch_size = int(getattr(backend, "batch_size", 32))
         self.max_batch_tokens = int(getattr(backend, "max_batch_tokens", 16384))
         self.max_logits = 32_000_000  # floats of [positions, vocab] logits held at once
@@ -149,7 +149,7 @@ class TokenScorer:
             actual: list[float] = []
             top_values: list[list[float]] = []
             top_ids: list[list[int]] = []
-            with self.lock, torch.inference_mode():
+            with self.backend.exclusive(), torch.inference_mode():
                 hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]
                 vocab = head.weight.shape[0]
                 step = max(1, self.max_logits // vocab)  # bound the [positions, vocab] logits in memory
@@ -331,7 +331,9 @@ class OversightServer:
             return self._chat_logprobs(body, call, params, created, rid)
         (result,) = self.submit(_Job("generate", calls=[call]))
         if not result.ok:
-            raise BadRequest(f"backend failed: {result.error}", 500)
+            # a prompt over the context is the client's to fix (as vLLM answers it): 400, not retried
+            too_long = result.error.startswith(CONTEXT_TOO_LONG)
+            raise BadRequest(f"backend failed: {result.error}", 400 if too_long else 500)
         return {
             "id": rid, "object": "chat.completion", "created": created, "model": self.served_name,
             "choices": [{
@@ -467,6 +469,9 @@ class OversightServer:
                 raise BadRequest(f"prompt {n} is empty")
             if any(not 0 <= t < vocab for t in ids):
                 raise BadRequest(f"prompt {n} has token ids outside 0..{vocab - 1}")
+            error = self.backend.context_error(len(ids), int(body.get("max_tokens") or 0), "max_tokens")
+            if error:
+                raise BadRequest(f"prompt {n}: {error}")
         return prompts
 
     def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
@@ -488,8 +493,7 @@ class OversightServer:
             return dict(zip(unique, self.tokenizer.batch_decode([[t] for t in unique])))
 
     def _max_model_len(self) -> int:
-        config = getattr(getattr(self.backend, "model", None), "config", None)
-        return int(getattr(config, "max_position_embeddings", 0) or 0)
+        return int(self.backend.max_context or 0)
 
 
 class _HTTPServer(ThreadingHTTPServer):

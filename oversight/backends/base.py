@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from typing import AsyncIterator, Awaitable, Callable, Literal
 
 from oversight.types import Call, CallResult
 
 
+#: every context-length failure starts with this, so servers can answer it as a client error
+CONTEXT_TOO_LONG = "prompt too long for the model's context"
+
+
 class Backend(ABC):
     #: identifies the model (weights + template) for the call cache; must change when outputs would
     identity: str = ""
+    #: the longest token sequence the model attends over (prompt plus what a call adds to it), and
+    #: where that number came from; None where the backend cannot know it
+    max_context: int | None = None
+    max_context_source: str = ""
     #: how the engine hands calls over: "batch" (in-process backends: every parked call of the job in
     #: one wave, cut into chunks of `batch_size`, each cached as it returns) or "per_call" (servers:
     #: each call goes out as soon as it is ready, `session()` limiting the calls in flight)
@@ -59,12 +69,51 @@ class Backend(ABC):
     @abstractmethod
     def loglikelihood(self, calls: list[Call]) -> list[CallResult]: ...
 
+    def context_error(self, prompt_tokens: int, added: int, added_what: str) -> str | None:
+        """The error for a call whose sequence (prompt + `added` tokens: the new tokens a generate
+        call may write, the longest continuation scored, the one token read by next_token) does not
+        fit the model's context; None when it fits or the limit is unknown. The engine records the
+        failed call in its question's record, so the record names the question."""
+        total = prompt_tokens + added
+        if self.max_context is None or total <= self.max_context:
+            return None
+        return (f"{CONTEXT_TOO_LONG}: {prompt_tokens} prompt tokens + {added} {added_what} = {total} tokens, "
+                f"above the limit of {self.max_context} ({self.max_context_source}); shorten the input "
+                f"(e.g. the task's passages) or use a model with a longer context")
+
+    def _fitting(self, results: list, sizes: list[tuple[int, int, str]]) -> list[int]:
+        """Fail (in `results`) every call whose (prompt tokens, added tokens, what is added) does not
+        fit the model's context; return the indices of those that fit, in order."""
+        fits = []
+        for i, (prompt_tokens, added, what) in enumerate(sizes):
+            error = self.context_error(prompt_tokens, added, what)
+            if error is None:
+                fits.append(i)
+            else:
+                results[i] = CallResult(error=error)
+        return fits
+
+    def exclusive(self) -> AbstractContextManager:
+        """Hold this backend's model for one caller at a time: `with backend.exclusive(): ...`.
+
+        In-process backends take it around every forward pass, so anything else that runs the same
+        loaded weights (oversight-serve's token-level endpoints) takes it too instead of racing them.
+        One lock per backend instance, created on first use."""
+        lock = self.__dict__.get("_exclusive_lock")
+        if lock is None:
+            with _EXCLUSIVE_GUARD:
+                lock = self.__dict__.setdefault("_exclusive_lock", threading.Lock())
+        return lock
+
     def render(self, call: Call) -> str:
         """The exact prompt text for a call. Backends with a chat template override this."""
         return plain_prompt(call)
 
     def close(self) -> None:
         """Release resources (servers, GPU memory). Optional."""
+
+
+_EXCLUSIVE_GUARD = threading.Lock()  # makes the lazy creation of each backend's lock race-free
 
 
 def plain_prompt(call: Call) -> str:

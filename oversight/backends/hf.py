@@ -16,7 +16,6 @@ Every context pass shares prompt prefixes within a batch (`prefix_sharing`, see 
 from __future__ import annotations
 
 import hashlib
-import threading
 from functools import lru_cache
 from typing import Any
 
@@ -67,12 +66,16 @@ class HFBackend(Backend):
         digest = hashlib.sha256(
             f"{weights_fingerprint(self.path)}|{dtype}|{self.use_chat_template}".encode()).hexdigest()[:12]
         self.identity = f"hf:{weights_id}:{digest}"
-        self._lock = threading.Lock()  # one forward pass at a time per model
         self.base, self.head = self.model.get_decoder(), self.model.get_output_embeddings()
+        self._cache_arg = _cache_argument(self.base)
         # share prefixes of at least this many tokens within a batch (0: off); outputs unchanged
         self.prefix_sharing = int(backend_cfg.get("prefix_sharing", 16))
         if self.prefix_sharing < 0:
             raise ConfigError(f"backend.prefix_sharing must be >= 0 tokens, got {self.prefix_sharing}")
+        # preallocate the KV cache for decoding (outputs unchanged; off: transformers' growing cache)
+        self.preallocate_kv = bool(backend_cfg.get("preallocate_kv", True))
+        self.max_context = getattr(self.model.config, "max_position_embeddings", None)
+        self.max_context_source = f"max_position_embeddings in {self.path}/config.json"
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = {self.tokenizer.eos_token_id, *([eos] if isinstance(eos, int) else (eos or []))} - {None}
 
@@ -92,6 +95,10 @@ class HFBackend(Backend):
         shared = [calls[i].params.model_copy(update={"seed": 0}) for i in range(len(calls))]
         order = sorted(range(len(calls)), key=lambda i: (shared[i].model_dump_json(), len(prompts[i])))
         results: list[CallResult | None] = [None] * len(calls)
+        fits = self._fitting(results, [(len(p), c.params.max_new_tokens, "max_new_tokens")
+                                       for p, c in zip(prompts, calls)])
+        fitting = set(fits)
+        order = [i for i in order if i in fitting]
         for batch in self._batches(order, prompts, lambda i: calls[i].params.max_new_tokens, same=lambda i: shared[i]):
             outputs = self._decode([prompts[i] for i in batch], [calls[i].params for i in batch])
             for i, new in zip(batch, outputs):
@@ -115,8 +122,10 @@ class HFBackend(Backend):
         sampler = _SeededSampler(params, self.device) if params[0].temperature > 0 else None
         outputs: list[list[int]] = [[] for _ in prompts]
         active = list(range(len(prompts)))  # batch row -> prompt index
-        with self._lock, torch.inference_mode():
-            hidden, cache, mask = self._prefill(prompts)
+        with self.exclusive(), torch.inference_mode():
+            # room for every new token in the KV cache up front: a decode step writes in place
+            # instead of copying the whole cache (torch.cat), which was 12% of a step
+            hidden, cache, mask = self._prefill(prompts, reserve=limit if self.preallocate_kv else 0)
             positions = torch.tensor([len(p) for p in prompts], device=self.device)
             for _ in range(limit):
                 logits = self.head(hidden).float()
@@ -138,14 +147,13 @@ class HFBackend(Backend):
                     mask, positions, tokens = mask[index], positions[index], tokens[index]
                     active = [active[row] for row in keep]
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)
-                hidden = self.base(
-                    input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
-                    past_key_values=cache, use_cache=True,
+                hidden = self._forward(
+                    input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None], cache=cache,
                 ).last_hidden_state[:, -1]
                 positions = positions + 1
         return outputs
 
-    def _prefill(self, rows: list[list[int]]):
+    def _prefill(self, rows: list[list[int]], reserve: int = 0):
         """Run a batch of token rows through the model; return the last position's hidden state
         [B, H], the KV cache and the attention mask. Every row ends at the last column.
 
@@ -154,16 +162,17 @@ class HFBackend(Backend):
         runs once, its KV cache is copied to the group's rows, and only the rest of each row runs
         in a second pass. The group prefixes are themselves prefilled this way, so a system prompt
         that every group shares also runs once. Position ids follow the attention mask, so padding
-        may sit between a prefix and its suffix.
+        may sit between a prefix and its suffix. `reserve` > 0 leaves that many free positions per
+        row in the KV cache, for decoding.
         """
         import torch
 
         groups = _prefix_groups(rows, self.prefix_sharing) if self.prefix_sharing else []
         if not any(len(members) > 1 for _, members in groups):
             ids, mask = self._left_pad(rows)
-            out = self.base(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                            use_cache=True)
-            return out.last_hidden_state[:, -1], out.past_key_values, mask
+            out = self._forward(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                                cache=_reserved_cache(self.model, reserve))
+            return out.last_hidden_state[:, -1], _output_cache(out), mask
         # singletons split where the longest grouped suffix starts, so the second pass stays narrow
         suffix_width = max(len(rows[m[0]]) - cut for cut, m in groups if len(m) > 1)
         cuts, group_of = [0] * len(rows), [0] * len(rows)
@@ -171,15 +180,22 @@ class HFBackend(Backend):
             for i in members:
                 cuts[i] = cut if len(members) > 1 else min(len(rows[i]) - 1, max(1, len(rows[i]) - suffix_width))
                 group_of[i] = g
-        _, cache, head_mask = self._prefill([rows[members[0]][: cuts[members[0]]] for _, members in groups])
+        _, cache, head_mask = self._prefill([rows[members[0]][: cuts[members[0]]] for _, members in groups], reserve)
         index = torch.tensor(group_of, device=self.device)
         cache.reorder_cache(index)  # one row per group -> one row per batch row
         ids, tail_mask = self._left_pad([r[c:] for r, c in zip(rows, cuts)])
         mask = torch.cat([head_mask[index], tail_mask], dim=-1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
-        out = self.base(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                        use_cache=True)
-        return out.last_hidden_state[:, -1], out.past_key_values, mask
+        out = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
+        return out.last_hidden_state[:, -1], _output_cache(out), mask
+
+    def _forward(self, cache=None, **inputs):
+        """One pass of the decoder (no LM head), growing `cache` (a new one when None).
+
+        transformers >= 5.x names the KV cache argument `cache`; earlier releases (and models whose
+        code has not moved yet) call it `past_key_values`, which newer releases accept with a
+        FutureWarning. The name is read off the model's signature once, so no call of ours warns."""
+        return self.base(**inputs, **{self._cache_arg: cache}, use_cache=True)
 
     def _left_pad(self, rows: list[list[int]]):
         """Token rows as one right-aligned id tensor and its attention mask."""
@@ -199,7 +215,8 @@ class HFBackend(Backend):
         contexts = [self._encode(self.render(c)) for c in calls]
         firsts = [[self._first_token(c) for c in call.candidates] for call in calls]
         results: list[CallResult | None] = [None] * len(calls)
-        for batch, first_logprobs, _ in self._context_passes(contexts, [[] for _ in calls]):
+        fits = self._fitting(results, [(len(c), 1, "predicted token") for c in contexts])
+        for batch, first_logprobs, _ in self._context_passes(contexts, [[] for _ in calls], fits):
             for row, i in enumerate(batch):
                 results[i] = CallResult(
                     logprobs=[float(first_logprobs[row, t]) for t in firsts[i]], prompt_tokens=len(contexts[i])
@@ -220,7 +237,9 @@ class HFBackend(Backend):
                 if not ids:
                     raise ConfigError(f"continuation {text!r} encodes to no tokens")
         results: list[CallResult | None] = [None] * len(calls)
-        for batch, first_logprobs, rest in self._context_passes(contexts, conts):
+        fits = self._fitting(results, [(len(ctx), max(len(c) for c in cs), "continuation tokens (the longest option)")
+                                       for ctx, cs in zip(contexts, conts)])
+        for batch, first_logprobs, rest in self._context_passes(contexts, conts, fits):
             for row, i in enumerate(batch):
                 scores = [
                     float(first_logprobs[row, ids[0]]) + rest.get((i, k), 0.0) for k, ids in enumerate(conts[i])
@@ -229,24 +248,25 @@ class HFBackend(Backend):
                 results[i] = CallResult(logprobs=scores, prompt_tokens=tokens)
         return results  # type: ignore[return-value]
 
-    def _context_passes(self, contexts: list[list[int]], conts: list[list[list[int]]]):
+    def _context_passes(self, contexts: list[list[int]], conts: list[list[list[int]]], indices: list[int]):
         """Score continuations sharing one context pass per call.
 
         Each context runs once (left-padded, so every row ends at the last column); its last
         position gives the first continuation token's distribution. Continuations longer than one
         token then run on a copy of the context's KV cache, so a call with K options costs one
         context plus K short tails instead of K full sequences.
+        Only the calls in `indices` run.
         Yields (batch indices, first-token log-probs [B, V], {(call, k): log-prob of tokens 2..n}).
         """
         import torch
 
         pad = self.tokenizer.pad_token_id
-        base, head = self.base, self.head
-        order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
+        head = self.head
+        order = sorted(indices, key=lambda i: len(contexts[i]))
         tail = lambda i: sum(len(c) for c in conts[i])  # noqa: E731
         for batch in self._batches(order, contexts, tail):
             rest: dict[tuple[int, int], float] = {}
-            with self._lock, torch.inference_mode():
+            with self.exclusive(), torch.inference_mode():
                 last, cache, mask = self._prefill([contexts[i] for i in batch])
                 first = torch.log_softmax(head(last).float(), dim=-1)
                 tails = [(row, i, k, c) for row, i in enumerate(batch) for k, c in enumerate(conts[i]) if len(c) > 1]
@@ -259,9 +279,8 @@ class HFBackend(Backend):
                     full_mask = torch.cat([mask[[row for row, *_ in tails]], t_mask], dim=-1)
                     starts = torch.tensor([len(contexts[i]) for _, i, _, _ in tails], device=self.device)
                     t_pos = starts[:, None] + torch.arange(span, device=self.device)[None, :]
-                    hidden = base(
-                        input_ids=t_ids, attention_mask=full_mask, position_ids=t_pos, past_key_values=cache,
-                        use_cache=True,
+                    hidden = self._forward(
+                        input_ids=t_ids, attention_mask=full_mask, position_ids=t_pos, cache=cache,
                     ).last_hidden_state
                     # one LM-head matmul over every scored tail position, then log p(target)
                     rows_idx = [j for j, (*_, c) in enumerate(tails) for _ in range(len(c) - 1)]
@@ -274,6 +293,70 @@ class HFBackend(Backend):
                     for j, (_, i, k, _) in enumerate(tails):
                         rest[(i, k)] = float(sums[j])
             yield batch, first, rest
+
+
+def _reserved_cache(model, reserve: int):
+    """A KV cache whose full-attention layers keep `reserve` free positions per row past what they
+    hold, so appending a decoding step writes into place; None (transformers' default cache) when
+    `reserve` is 0 or this transformers has no cache-layer API."""
+    if reserve <= 0:
+        return None
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        cache = DynamicCache(config=model.config)
+    except (ImportError, TypeError):
+        return None
+    layer_class = _reserving_layer_class(DynamicLayer)
+    cache.layers = [layer_class(reserve) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+@lru_cache(maxsize=1)
+def _reserving_layer_class(dynamic_layer):
+    class ReservingLayer(dynamic_layer):
+        """transformers' DynamicLayer over a buffer with `reserve` spare positions: `keys`/`values`
+        are views of the filled part. A reorder (rows dropped or copied) makes them plain tensors
+        again; the next update moves them into a new buffer."""
+
+        def __init__(self, reserve: int):
+            super().__init__()
+            self.reserve = reserve
+            self.buffers = None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            held, added = self.get_seq_length(), key_states.shape[-2]
+            buffers = self.buffers
+            if buffers is None or self.keys._base is not buffers[0] or held + added > buffers[0].shape[-2]:
+                size = held + added + self.reserve
+                buffers = tuple(new.new_empty((*new.shape[:2], size, new.shape[-1]))
+                                for new in (key_states, value_states))
+                if held:
+                    buffers[0][:, :, :held] = self.keys
+                    buffers[1][:, :, :held] = self.values
+                self.buffers = buffers
+            buffers[0][:, :, held:held + added] = key_states
+            buffers[1][:, :, held:held + added] = value_states
+            self.keys, self.values = buffers[0][:, :, :held + added], buffers[1][:, :, :held + added]
+            return self.keys, self.values
+
+    return ReservingLayer
+
+
+def _cache_argument(module) -> str:
+    """The keyword under which `module.forward` takes a KV cache: `cache` (current transformers) or
+    `past_key_values` (before the rename)."""
+    import inspect
+
+    parameters = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _output_cache(output):
+    """The KV cache a forward pass returned, read without touching the deprecated alias."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
 
 
 def _prefix_groups(rows: list[list[int]], min_shared: int) -> list[tuple[int, list[int]]]:

@@ -26,6 +26,18 @@ in-process backends give, token for token):
   an upper bound on its true probability (it is less likely than every listed token and than
   the unlisted mass); this approximation is why the method is part of the backend identity.
 
+`render: local` (for servers without vLLM's extensions, e.g. llama.cpp's): the client renders the
+prompt with the model's own chat template (from model.path / model.package, exactly as the hf
+backend does) and sends text to /completions: generate directly; loglikelihood (and next_token with
+`echo`) as one echo request per option on `prompt + option`, the option's tokens being the last n
+echoed, n from the server's tokenizer (checked to split prompt and option at the boundary);
+next_token with `top_logprobs` as a one-token completion's top list. `server: llama_cpp` selects
+llama-cpp-python's request shapes (/extras/tokenize with `input`) and resets its sampler defaults.
+
+Capabilities (vLLM-style /tokenize, echo with logprobs, top_logprobs, continue_final_message) are
+checked once per backend with one small probe each; a call that needs one the server lacks fails at
+once with an error naming it and the method to use instead, and is not retried.
+
 Faults: HTTP 408/409/429/5xx, timeouts and connection errors are retried up to `max_retries`
 times with exponential backoff and jitter (honouring Retry-After, capped at `backoff_max_s`).
 Any other HTTP error fails the call at once. A call that still fails gets a CallResult with
@@ -57,7 +69,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from oversight.backends.base import Backend
+from oversight.backends.base import Backend, render_chat
 from oversight.errors import ConfigError
 from oversight.types import Call, CallResult
 
@@ -67,6 +79,11 @@ if logging.getLogger("httpx").level == logging.NOTSET:
 
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 NEXT_TOKEN_METHODS = ("echo", "top_logprobs")
+SERVERS = ("vllm", "llama_cpp")  # vllm: also oversight-serve; llama_cpp: llama-cpp-python's server
+RENDERS = ("server", "local")
+# llama-cpp-python's sampler defaults (top_k 40, min_p 0.05, repeat_penalty 1.1) would change
+# greedy and sampled outputs; plain temperature/top-p sampling is what the other backends do
+LLAMA_CPP_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 # extra_body keys that change how the chat template renders, so /tokenize must see them too
 TEMPLATE_KEYS = ("chat_template", "chat_template_kwargs")
 
@@ -96,12 +113,25 @@ class OpenAIBackend(Backend):
             raise ConfigError(
                 f"backend.next_token_method={self.next_token_method!r} is unknown; valid: {list(NEXT_TOKEN_METHODS)}"
             )
+        self.server = str(backend_cfg.get("server") or "vllm")
+        if self.server not in SERVERS:
+            raise ConfigError(f"backend.server={self.server!r} is unknown; valid: {list(SERVERS)}")
+        self.render_mode = str(backend_cfg.get("render") or "server")
+        if self.render_mode not in RENDERS:
+            raise ConfigError(f"backend.render={self.render_mode!r} is unknown; valid: {list(RENDERS)}")
+        self.tokenizer = None
+        if self.render_mode == "local":
+            self.tokenizer, tokenizer_id = _local_tokenizer(model_cfg)
+            self.use_chat_template = bool(model_cfg.get("chat_template", True)) and bool(
+                getattr(self.tokenizer, "chat_template", None))
         extra = backend_cfg.get("extra_body") or {}
         if not hasattr(extra, "items"):
             raise ConfigError(f"backend.extra_body must be a mapping, got {type(extra).__name__}")
         self.extra_body: dict[str, Any] = {str(k): _plain(v) for k, v in extra.items()}
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
-        self.tokenize_url = str(backend_cfg.get("tokenize_url") or f"{root}/tokenize")
+        default_tokenize = f"{root}/extras/tokenize" if self.server == "llama_cpp" else f"{root}/tokenize"
+        self.tokenize_url = str(backend_cfg.get("tokenize_url") or default_tokenize)
+        self.sampling_defaults = dict(LLAMA_CPP_SAMPLING) if self.server == "llama_cpp" else {}
         # Identity: what changes answers (server, model, request extras, approximate next_token),
         # never concurrency, retries or the key.
         identity = f"openai:{public_url(self.base_url)}:{self.served_name}"
@@ -110,9 +140,17 @@ class OpenAIBackend(Backend):
             identity += f":extra={digest}"
         if self.next_token_method != "echo":
             identity += f":next_token={self.next_token_method}{self.top_logprobs}"
+        if self.server != "vllm":
+            identity += f":server={self.server}"
+        if self.render_mode == "local":  # the client's template renders prompts: it is part of the model
+            identity += f":render=local:{tokenizer_id}"
         self.identity = identity
+        # capability -> why the server cannot provide it; found by one probe per backend (see _Session.need)
+        self.missing: dict[str, str] = {}
+        self.probed: set[str] = set()
         self._token_cache: OrderedDict[str, list[int]] = OrderedDict()
         self._token_cache_lock = threading.Lock()
+        self._limit_asked = False  # whether GET /models was asked for max_model_len (once per backend)
 
     # ---- public entry -------------------------------------------------------------------------
 
@@ -132,7 +170,10 @@ class OpenAIBackend(Backend):
             headers["Authorization"] = f"Bearer {key}"
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout_s)) as client:
-            yield _Session(self, client, asyncio.Semaphore(self.concurrency)).answer
+            session = _Session(self, client, asyncio.Semaphore(self.concurrency))
+            if not self._limit_asked:
+                await session.ask_context_limit()
+            yield session.answer
 
     def run_sync(self, calls: list[Call]) -> list[CallResult]:
         return _blocking(self.run(calls))
@@ -145,6 +186,13 @@ class OpenAIBackend(Backend):
 
     def loglikelihood(self, calls: list[Call]) -> list[CallResult]:
         return self.run_sync(calls)
+
+    def render(self, call: Call) -> str:
+        """With `render: local`, the exact prompt text sent to /completions (the model's chat template
+        with the generation prompt, then the prefix), as the hf backend renders it."""
+        if self.tokenizer is None:
+            return super().render(call)
+        return render_chat(self.tokenizer, call, self.use_chat_template)
 
     # ---- helpers used by the session -----------------------------------------------------------
 
@@ -181,20 +229,126 @@ class _Session:
         self.b = backend
         self.client = client
         self.limit = limit
+        self.probe_lock = asyncio.Lock()
 
     async def answer(self, call: Call) -> CallResult:
+        local = self.b.render_mode == "local"
         try:
+            for capability in self.needs(call):
+                await self.need(capability, call)
             if call.kind == "generate":
-                return await self.generate(call)
+                return await (self.generate_text(call) if local else self.generate(call))
             if call.kind == "next_token":
                 if self.b.next_token_method == "top_logprobs":
-                    return await self.next_token_top_logprobs(call)
-                return await self.next_token_echo(call)
-            return await self.loglikelihood(call)
+                    return await (self.next_token_top_logprobs_text(call) if local else self.next_token_top_logprobs(call))
+                return await (self.score_text(call, first_only=True) if local else self.next_token_echo(call))
+            return await (self.score_text(call) if local else self.loglikelihood(call))
         except RequestFailed as exc:
             return CallResult(error=str(exc))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             return CallResult(error=f"unexpected response from {self.b.base_url}: {type(exc).__name__}: {exc}")
+
+    # ---- capabilities: found once per backend, then every call that needs a missing one fails at once
+
+    def needs(self, call: Call) -> list[str]:
+        """The server capabilities this call relies on (see CAPABILITIES)."""
+        top = self.b.next_token_method == "top_logprobs"
+        if self.b.render_mode == "local":
+            if call.kind == "generate":
+                return []
+            return ["completion_logprobs"] if call.kind == "next_token" and top else ["tokenize_text", "echo"]
+        # a prefix (the start of the assistant's reply) in a chat request needs continue_final_message
+        prefix = ["continue_final_message"] if call.prefix and self.b.server == "llama_cpp" else []
+        if call.kind == "generate":
+            return prefix
+        if call.kind == "next_token" and top:
+            return prefix + ["chat_logprobs"]
+        return ["tokenize_messages", "echo"]
+
+    async def need(self, capability: str, call: Call) -> None:
+        if capability not in self.b.probed and capability not in self.b.missing:
+            async with self.probe_lock:  # one probe per capability, whatever the number of calls waiting
+                if capability not in self.b.probed and capability not in self.b.missing:
+                    verdict = await self.probe(capability)
+                    if verdict is not None:  # None: undecided (server down, transient error): probe again later
+                        self.b.probed.add(capability)
+                        if verdict:
+                            self.b.missing[capability] = verdict
+        if capability in self.b.missing:
+            what = CAPABILITIES[capability]
+            raise RequestFailed(
+                f"{call.kind} through {public_url(self.b.base_url)} (backend.server={self.b.server}) needs {what}, "
+                f"which this server does not provide ({self.b.missing[capability]}); {_instead(call, self.b)}"
+            )
+
+    async def probe(self, capability: str) -> str | None:
+        """'' when the server has the capability, the reason when it has not, None when undecided.
+        One small request, never retried."""
+        name = self.b.served_name
+        if capability in ("continue_final_message", "tokenize_messages") and self.b.server == "llama_cpp":
+            return "llama.cpp's chat endpoint and /extras/tokenize take no assistant-prefix or chat-message form"
+        if capability == "tokenize_messages":
+            url, body = self.b.tokenize_url, {"model": name, "messages": [{"role": "user", "content": "hi"}],
+                                              "add_generation_prompt": True, "add_special_tokens": False}
+        elif capability == "tokenize_text":
+            url, body = self.b.tokenize_url, self.tokenize_body("hi")
+        elif capability == "echo":
+            url = f"{self.b.base_url}/completions"
+            body = {**self.b.sampling_defaults, "model": name, "prompt": "Hello there, world", "echo": True,
+                    "logprobs": 1, "max_tokens": 1, "temperature": 0.0}
+        elif capability == "chat_logprobs":
+            url = f"{self.b.base_url}/chat/completions"
+            body = {**self.b.sampling_defaults, "model": name, "messages": [{"role": "user", "content": "hi"}],
+                    "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": 2}
+        else:  # completion_logprobs
+            url = f"{self.b.base_url}/completions"
+            body = {**self.b.sampling_defaults, "model": name, "prompt": "Hello", "max_tokens": 1, "temperature": 0.0,
+                    "logprobs": 2}
+        try:
+            async with self.limit:
+                response = await self.client.post(url, json=body)
+        except httpx.TransportError:
+            return None
+        path = urlsplit(url).path
+        if response.status_code != 200:
+            text = response.text[:200]
+            if response.status_code in RETRY_STATUS and "logits_all" not in text and "logprobs" not in text:
+                return None
+            return f"HTTP {response.status_code} from {path}: {text}"
+        try:
+            data = response.json()
+            if capability.startswith("tokenize"):
+                ok = isinstance(data.get("tokens"), list) and len(data["tokens"]) > 0
+            elif capability == "echo":
+                lps = data["choices"][0]["logprobs"]["token_logprobs"]
+                ok = len(lps) >= 3 and all(isinstance(x, (int, float)) for x in lps[1:])
+            elif capability == "chat_logprobs":
+                ok = bool(data["choices"][0]["logprobs"]["content"][0]["top_logprobs"])
+            else:
+                ok = bool(data["choices"][0]["logprobs"]["top_logprobs"][0])
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            ok = False
+        return "" if ok else f"{path} answered without them: {response.text[:200]}"
+
+    async def ask_context_limit(self) -> None:
+        """Read the server's context length once: vLLM (and oversight-serve) list `max_model_len`
+        per model in GET /models. Servers that do not (llama.cpp's, hosted APIs) leave it unknown,
+        and then a too-long prompt fails with the server's own error."""
+        self.b._limit_asked = True
+        try:
+            response = await self.client.get(f"{self.b.base_url}/models", timeout=min(self.b.timeout_s, 10.0))
+            entries = (response.json().get("data") or []) if response.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return  # the calls themselves report an unreachable server, with retries
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("id") == self.b.served_name and entry.get("max_model_len"):
+                self.b.max_context = int(entry["max_model_len"])
+                self.b.max_context_source = f"max_model_len of {self.b.served_name} in {public_url(self.b.base_url)}/models"
+
+    def check_context(self, prompt_tokens: int, added: int, added_what: str) -> None:
+        error = self.b.context_error(prompt_tokens, added, added_what)
+        if error:
+            raise RequestFailed(error)
 
     # ---- call kinds ---------------------------------------------------------------------------
 
@@ -222,6 +376,7 @@ class _Session:
         for text, ids in zip(call.candidates, candidates):
             if not ids:
                 raise RequestFailed(f"candidate {text!r} encodes to no tokens")
+        self.check_context(len(context), 2, "tokens (the candidate's first token and max_tokens=1)")
         firsts = list(dict.fromkeys(ids[0] for ids in candidates))
         scores = dict(zip(firsts, await self.score(context, [[t] for t in firsts])))
         return CallResult(logprobs=[scores[ids[0]] for ids in candidates], prompt_tokens=len(context))
@@ -233,6 +388,8 @@ class _Session:
         for text, ids in zip(call.candidates, conts):
             if not ids:
                 raise RequestFailed(f"continuation {text!r} encodes to no tokens")
+        self.check_context(len(context), max(len(c) for c in conts) + 1,
+                           "tokens (the longest option and max_tokens=1)")
         scores = await self.score(context, conts)
         return CallResult(logprobs=scores, prompt_tokens=len(context) + sum(len(c) for c in conts))
 
@@ -250,10 +407,80 @@ class _Session:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
         )
 
+    # ---- call kinds with backend.render=local: prompts rendered here, sent as text to /completions
+
+    async def generate_text(self, call: Call) -> CallResult:
+        p = call.params
+        body = self.completion_body(self.b.render(call))
+        body.update(max_tokens=p.max_new_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed)
+        if p.stop:
+            body["stop"] = list(p.stop)
+        data = await self.post(f"{self.b.base_url}/completions", body)
+        usage = data.get("usage") or {}
+        return CallResult(text=data["choices"][0]["text"], prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          output_tokens=int(usage.get("completion_tokens") or 0))
+
+    async def score_text(self, call: Call, first_only: bool = False) -> CallResult:
+        """Summed log-probabilities of each candidate after the rendered prompt (or of its first token,
+        for next_token): one echo request per candidate with the text `prompt + candidate`; the
+        candidate's tokens are the last n of the echo, n from the server's tokenizer, which must split
+        `prompt + candidate` at the boundary (checked)."""
+        context = self.b.render(call)
+        context_ids, joined = await asyncio.gather(
+            self.text_tokens(context), asyncio.gather(*(self.text_tokens(context + c) for c in call.candidates)))
+        spans = []
+        for k, (text, ids) in enumerate(zip(call.candidates, joined)):
+            if ids[: len(context_ids)] != context_ids:
+                raise RequestFailed(f"the server's tokenizer merges the end of the prompt with option {k} ({text!r}), "
+                                    "so its tokens cannot be scored apart from the prompt")
+            if len(ids) == len(context_ids):
+                raise RequestFailed(f"continuation {text!r} encodes to no tokens")
+            spans.append(len(ids) - len(context_ids))
+        self.check_context(len(context_ids), max(spans) + 1, "tokens (the longest option and max_tokens=1)")
+        scores = await asyncio.gather(*(self.echo_tail(context + c, n) for c, n in zip(call.candidates, spans)))
+        return CallResult(logprobs=[s[0] if first_only else sum(s) for s in scores],
+                          prompt_tokens=len(context_ids) + (len(spans) if first_only else sum(spans)))
+
+    async def echo_tail(self, prompt: str, n: int) -> list[float]:
+        """Log-probabilities of the last n prompt tokens, from an echoed one-token completion."""
+        body = self.completion_body(prompt)
+        body.update(echo=True, logprobs=1, max_tokens=1, temperature=0.0)
+        data = await self.post(f"{self.b.base_url}/completions", body)
+        logprobs = data["choices"][0]["logprobs"]["token_logprobs"]
+        generated = int((data.get("usage") or {}).get("completion_tokens", 1))
+        echoed = logprobs[: len(logprobs) - generated]
+        tail = echoed[-n:]
+        if len(echoed) <= n or any(x is None for x in tail):
+            raise RequestFailed(f"{self.b.base_url}/completions echoed {len(echoed)} prompt log-probabilities, "
+                                f"too few to score the last {n} tokens")
+        return [float(x) for x in tail]
+
+    async def next_token_top_logprobs_text(self, call: Call) -> CallResult:
+        body = self.completion_body(self.b.render(call))
+        body.update(max_tokens=1, temperature=0.0, logprobs=self.b.top_logprobs)
+        data = await self.post(f"{self.b.base_url}/completions", body)
+        top_map = (data["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None]
+        if not top_map[0]:
+            raise RequestFailed(f"{self.b.base_url}/completions returned no top_logprobs")
+        top = [(str(t), float(lp)) for t, lp in top_map[0].items()]
+        usage = data.get("usage") or {}
+        return CallResult(logprobs=[match_top_logprobs(c, top) for c in call.candidates],
+                          prompt_tokens=int(usage.get("prompt_tokens") or 0))
+
+    def completion_body(self, prompt: str) -> dict[str, Any]:
+        extra = {k: v for k, v in self.b.extra_body.items() if k not in TEMPLATE_KEYS}
+        return {**self.b.sampling_defaults, **extra, "model": self.b.served_name, "prompt": prompt}
+
+    def tokenize_body(self, text: str) -> dict[str, Any]:
+        if self.b.server == "llama_cpp":  # llama-cpp-python's /extras/tokenize
+            return {"model": self.b.served_name, "input": text}
+        return {"model": self.b.served_name, "prompt": text, "add_special_tokens": False}
+
     # ---- requests -----------------------------------------------------------------------------
 
     def chat_body(self, call: Call) -> dict[str, Any]:
-        body: dict[str, Any] = {**self.b.extra_body, "model": self.b.served_name, "messages": chat_messages(call)}
+        body: dict[str, Any] = {**self.b.sampling_defaults, **self.b.extra_body, "model": self.b.served_name,
+                                "messages": chat_messages(call)}
         if call.prefix:
             body.update(continue_final_message=True, add_generation_prompt=False)
         return body
@@ -274,8 +501,7 @@ class _Session:
     async def text_tokens(self, text: str) -> list[int]:
         ids = self.b.cached_tokens(text)
         if ids is None:
-            body = {"model": self.b.served_name, "prompt": text, "add_special_tokens": False}
-            data = await self.post(self.b.tokenize_url, body, what="tokenize")
+            data = await self.post(self.b.tokenize_url, self.tokenize_body(text), what="tokenize")
             ids = [int(t) for t in data["tokens"]]
             self.b.remember_tokens(text, ids)
         return list(ids)
@@ -333,6 +559,49 @@ class _Session:
             if attempt < self.b.max_retries:
                 await asyncio.sleep(self.b.backoff(attempt, retry_after))
         raise RequestFailed(f"{path} failed after {self.b.max_retries + 1} attempts; last error: {last}")
+
+
+CAPABILITIES = {
+    "tokenize_messages": "a vLLM-style /tokenize endpoint that renders chat messages with the server's template",
+    "tokenize_text": "a tokenize endpoint for text",
+    "echo": "prompt log-probabilities from /completions (echo: true with logprobs)",
+    "chat_logprobs": "top_logprobs from /chat/completions",
+    "completion_logprobs": "top log-probabilities (logprobs) from /completions",
+    "continue_final_message": "continuing an assistant prefix in /chat/completions (vLLM's continue_final_message)",
+}
+
+
+def _instead(call: Call, backend: OpenAIBackend) -> str:
+    """What to use instead, for a call whose method the server cannot serve."""
+    local = ("set backend.render=local (the client renders prompts with the model's own chat template, "
+             "from model.path or model.package) to send them as text to /completions")
+    if call.kind == "generate":
+        return local
+    if call.kind == "next_token" and backend.next_token_method == "top_logprobs":
+        return "use judge=generative (it needs only generate)" + ("" if backend.render_mode == "local" else f", or {local}")
+    alternatives = "use judge=logprob with backend.next_token_method=top_logprobs, or judge=generative"
+    if call.kind == "next_token":
+        alternatives = "set backend.next_token_method=top_logprobs"
+    if backend.server == "llama_cpp" and backend.render_mode == "server":
+        alternatives += f", or {local}"
+    return alternatives
+
+
+def _local_tokenizer(model_cfg: dict[str, Any]):
+    """The model's own tokenizer and chat template on the client (`backend.render: local`), from
+    `model.tokenizer`, `model.path` or the GGUF of `model.package`; returns (tokenizer, its fingerprint)."""
+    from transformers import AutoTokenizer
+
+    from oversight.models import WeightsSource, local_weights, weights_fingerprint
+
+    source = WeightsSource(path=str(model_cfg.get("tokenizer") or model_cfg.get("path") or ""),
+                           gguf_file=model_cfg.get("gguf_file"), package=model_cfg.get("package"))
+    if not source.path and not source.package:
+        raise ConfigError("backend.render=local needs the model's tokenizer on the client: set model.tokenizer, "
+                          "model.path or model.package + model.gguf_file")
+    directory = local_weights(source) if (source.package or source.gguf_file) else source.path
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    return tokenizer, hashlib.sha256(weights_fingerprint(directory).encode()).hexdigest()[:12]
 
 
 def chat_messages(call: Call) -> list[dict[str, str]]:

@@ -89,6 +89,10 @@ class VLLMBackend(Backend):
         ).hexdigest()[:12]
         self.identity = f"vllm:{model_cfg.get('name') or model}:{digest}"
         self.batch_size = int(backend_cfg.get("batch_size") or 0)  # 0: the whole engine batch at once
+        model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        limit = getattr(model_config, "max_model_len", None) or self.engine_args.get("max_model_len")
+        self.max_context = int(limit) if limit else None
+        self.max_context_source = "vLLM's max_model_len"
 
     # ---- prompts ------------------------------------------------------------------------------
 
@@ -101,31 +105,38 @@ class VLLMBackend(Backend):
     # ---- generation ---------------------------------------------------------------------------
 
     def generate(self, calls: list[Call]) -> list[CallResult]:
-        prompts = [{"prompt_token_ids": self._encode(self.render(c))} for c in calls]
+        encoded = [self._encode(self.render(c)) for c in calls]
+        results: list[CallResult | None] = [None] * len(calls)
+        fits = self._fitting(results, [(len(ids), c.params.max_new_tokens, "max_new_tokens")
+                                       for ids, c in zip(encoded, calls)])
+        prompts = [{"prompt_token_ids": encoded[i]} for i in fits]
         params = []
-        for call in calls:
+        for call in (calls[i] for i in fits):
             p = call.params
             params.append(self._sampling_params(
                 n=1, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens,
                 seed=p.seed if p.temperature > 0 else None, stop=list(p.stop) or None,
             ))
-        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
-        results = []
-        for prompt, out in zip(prompts, outputs):
+        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False) if prompts else []
+        for i, prompt, out in zip(fits, prompts, outputs):
             completion = out.outputs[0]
-            results.append(CallResult(
+            results[i] = CallResult(
                 text=completion.text, prompt_tokens=len(prompt["prompt_token_ids"]),
                 output_tokens=len(completion.token_ids),
-            ))
-        return results
+            )
+        return results  # type: ignore[return-value]
 
     # ---- scoring ------------------------------------------------------------------------------
 
     def next_token(self, calls: list[Call]) -> list[CallResult]:
         contexts = [self._encode(self.render(c)) for c in calls]
         firsts = [[self._first_token(c) for c in call.candidates] for call in calls]
-        scores = self._score([(ctx, [[t] for t in ts]) for ctx, ts in zip(contexts, firsts)])
-        return [CallResult(logprobs=s, prompt_tokens=len(ctx)) for s, ctx in zip(scores, contexts)]
+        results: list[CallResult | None] = [None] * len(calls)
+        fits = self._fitting(results, [(len(ctx), 1, "predicted token") for ctx in contexts])
+        scores = self._score([(contexts[i], [[t] for t in firsts[i]]) for i in fits])
+        for i, s in zip(fits, scores):
+            results[i] = CallResult(logprobs=s, prompt_tokens=len(contexts[i]))
+        return results  # type: ignore[return-value]
 
     def loglikelihood(self, calls: list[Call]) -> list[CallResult]:
         contexts = [self._encode(self.render(c)) for c in calls]
@@ -136,11 +147,13 @@ class VLLMBackend(Backend):
                 if not cont:
                     raise ConfigError(f"continuation {text!r} encodes to no tokens")
             conts.append(ids)
-        scores = self._score(list(zip(contexts, conts)))
-        return [
-            CallResult(logprobs=s, prompt_tokens=len(ctx) + sum(len(c) for c in cs))
-            for s, ctx, cs in zip(scores, contexts, conts)
-        ]
+        results: list[CallResult | None] = [None] * len(calls)
+        fits = self._fitting(results, [(len(ctx), max(len(c) for c in cs), "continuation tokens (the longest option)")
+                                       for ctx, cs in zip(contexts, conts)])
+        scores = self._score([(contexts[i], conts[i]) for i in fits])
+        for i, s in zip(fits, scores):
+            results[i] = CallResult(logprobs=s, prompt_tokens=len(contexts[i]) + sum(len(c) for c in conts[i]))
+        return results  # type: ignore[return-value]
 
     def _first_token(self, text: str) -> int:
         ids = self._encode(text)
@@ -150,6 +163,8 @@ class VLLMBackend(Backend):
 
     def _score(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[float]]:
         """For each (context, continuations): summed log P(continuation | context) per continuation."""
+        if not items:
+            return []
         flat = [(i, ctx, cont) for i, (ctx, conts) in enumerate(items) for cont in conts]
         unique = list(dict.fromkeys(tuple(ctx + cont) for _, ctx, cont in flat))
         params = self._sampling_params(max_tokens=1, temperature=0.0, prompt_logprobs=1)
