@@ -12,7 +12,8 @@ call cache and sweep directory under --work:
 
 "Calls made" counts every call handed to a backend, answered or not: each attempt runs the real
 `oversight` app in a child process whose backends append the size of every batch they are handed to
-a log file (flushed before the batch runs), so calls lost in flight are counted too. Prints one JSON
+a log file (flushed before the batch runs; `# answered N` after it returns), so calls lost in
+flight are counted too. Prints one JSON
 object; exit status 1 if more calls were repeated than `--kills` x `--batch` or results differ.
 """
 
@@ -37,12 +38,19 @@ def child(log: str, args: list[str]) -> None:
 
     run = Backend.run
 
-    async def logged(self, calls):
+    def note(line: str) -> None:
         with open(log, "a") as f:
-            f.write(f"{len(calls)}\n")
+            f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
-        return await run(self, calls)
+
+    async def logged(self, calls):
+        note(f"{len(calls)}")
+        results = await run(self, calls)
+        note(f"# answered {len(calls)}")
+        return results
+
+    note(f"# attempt pid {os.getpid()}")
 
     Backend.run = logged
     sys.argv = ["oversight", *args]
@@ -50,7 +58,8 @@ def child(log: str, args: list[str]) -> None:
 
 
 def calls_made(log: Path) -> int:
-    return sum(int(line) for line in log.read_text().split()) if log.exists() else 0
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sum(int(line) for line in lines if line and not line.startswith("#"))
 
 
 def attempt(args: list[str], sweep: Path, cache: Path, log: Path, kill_after: int | None, rng: random.Random,
