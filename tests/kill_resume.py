@@ -20,6 +20,7 @@ object; exit status 1 if more calls were repeated than `--kills` x `--batch` or 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -44,8 +45,12 @@ def child(log: str, args: list[str]) -> None:
             f.flush()
             os.fsync(f.fileno())
 
+    delay = float(os.environ.get("KILL_RESUME_CHUNK_DELAY") or 0)
+
     async def logged(self, calls):
         note(f"{len(calls)}")
+        if delay:  # a stand-in for a slow batch (tiny test models answer in milliseconds)
+            await asyncio.sleep(delay)
         results = await run(self, calls)
         note(f"# answered {len(calls)}")
         return results
@@ -63,18 +68,18 @@ def calls_made(log: Path) -> int:
 
 
 def attempt(args: list[str], sweep: Path, cache: Path, log: Path, kill_after: int | None, rng: random.Random,
-            timeout: float) -> bool:
+            timeout: float, pause: float = 1.0, chunk_delay: float = 0.0) -> bool:
     """One attempt; with `kill_after`, SIGKILL it once that many calls have started (plus a random
-    pause of up to 1 s). Returns whether it was killed before finishing."""
+    pause of up to `pause` s). Returns whether it was killed before finishing."""
     before = calls_made(log)
-    env = {**os.environ, "OVERSIGHT_CALL_CACHE": str(cache)}
+    env = {**os.environ, "OVERSIGHT_CALL_CACHE": str(cache), "KILL_RESUME_CHUNK_DELAY": str(chunk_delay)}
     command = [sys.executable, __file__, "--child", str(log), "--", *args, f"hydra.sweep.dir={sweep}", "progress=false"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
     if kill_after is not None:
         while proc.poll() is None and calls_made(log) - before < kill_after and time.time() < deadline:
             time.sleep(0.05)
-        time.sleep(rng.uniform(0, 1))
+        time.sleep(rng.uniform(0, pause))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -97,7 +102,9 @@ def results(sweep: Path) -> dict[str, list]:
     return found
 
 
-def measure(args: list[str], work: Path, kills: int, batch: int, seed: int, timeout: float = 3600) -> dict:
+def measure(args: list[str], work: Path, kills: int, batch: int, seed: int, timeout: float = 3600,
+            pause: float = 1.0, chunk_delay: float = 0.0) -> dict:
+    """`chunk_delay` holds every batch that long before it runs (for models too fast to kill mid-batch)."""
     rng = random.Random(seed)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -110,7 +117,7 @@ def measure(args: list[str], work: Path, kills: int, batch: int, seed: int, time
     while len(points) < kills:
         left = reference - made_killed  # roughly what is still to do
         point = rng.randint(1, max(1, left - 1))
-        if not attempt(args, work / "killed", work / "killed.sqlite", log, point, rng, timeout):
+        if not attempt(args, work / "killed", work / "killed.sqlite", log, point, rng, timeout, pause, chunk_delay):
             break  # finished before the kill point: the sweep is done
         points.append(point)
         made_killed = calls_made(log)

@@ -89,7 +89,7 @@ def test_single_run_with_experiment_preset_and_overrides(tiny_model_dir, tmp_pat
     (["protocol=debate", "protocol.rounds=0"], "error: protocol.rounds: Input should be greater than or equal to 1"),
     (["task.n=0"], "error: task.n: Input should be greater than or equal to 1"),
     (["task.distractor=nearby"], "error: task.distractor: Input should be 'in_story' or 'out_of_story'"),
-    (["backend=tpu"], "error: backend: unknown name 'tpu'; valid: hf, openai, vllm"),
+    (["backend=tpu"], "error: backend: unknown name 'tpu'; valid: hf, llamacpp, openai, vllm"),
 ])
 def test_bad_input_names_the_key(tiny_model_dir, tmp_path, args, message):
     proc = oversight([*args, f"hydra.run.dir={tmp_path}/bad", *tiny(tiny_model_dir)], tmp_path, check=False)
@@ -104,7 +104,8 @@ def test_a_sweep_killed_at_random_points_repeats_at_most_one_batch_per_kill(tiny
     from tests.kill_resume import measure
 
     args = ["-m", "protocol=direct_passage,debate", "task.n=8", "backend.batch_size=4", *tiny(tiny_model_dir)]
-    report = measure(args, tmp_path / "work", kills=3, batch=4, seed=1, timeout=600)
+    # every batch is held 0.5 s before it runs, so a kill lands mid-batch (the tiny model is too fast)
+    report = measure(args, tmp_path / "work", kills=3, batch=4, seed=1, timeout=600, pause=0.0, chunk_delay=0.5)
     assert report["kills"] == 3 and report["calls_uninterrupted"] > 3 * 4
     assert report["calls_all_attempts"] - report["calls_uninterrupted"] <= 3 * 4, report
     assert report["results_identical"], report
