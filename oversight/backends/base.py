@@ -18,7 +18,6 @@ from typing import AsyncIterator, Awaitable, Callable, Literal
 
 from oversight.types import Call, CallResult
 
-
 #: every context-length failure starts with this, so servers can answer it as a client error
 CONTEXT_TOO_LONG = "prompt too long for the model's context"
 
