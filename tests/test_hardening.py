@@ -16,7 +16,7 @@ from oversight.backends.hf import HFBackend
 from oversight.cache import CallCache
 from oversight.engine import Engine
 from oversight.tasks.hidden_passage import generate as hidden_passage
-from oversight.types import CallResult, SamplingParams
+from oversight.types import SamplingParams
 from tests.helpers import CountingBackend
 
 
