@@ -4,15 +4,24 @@ A protocol (and then a judge) is plain async code over a `Context`: `await ctx.g
 adds a node to the question's call graph and parks the coroutine. When no coroutine of the job can
 run any more (each waits on a model call, or on something outside the job), the engine takes all
 parked calls, groups them by model, answers what it can from the call cache, and sends the rest of
-each group to its backend as one batch. So 200 debates make 200-
-prompt batches, not 200 one-prompt calls: this cross-question batching is the main performance
-lever on every backend.
+each group to its backend. So 200 debates make 200-prompt batches, not 200 one-prompt calls: this
+cross-question batching is the main performance lever on every backend.
+
+How a group goes to its backend depends on `backend.dispatch`:
+- "batch" (in-process models): the wave is sorted by call kind, sampling settings and prompt length
+  (as the backend itself would order it) and handed over in chunks of `backend.batch_size`; each
+  chunk's results reach the call cache as soon as the chunk returns, so a killed job loses at most
+  the chunk in flight, and the progress display moves per chunk.
+- "per_call" (servers, which batch on their side): each call goes out as soon as it is ready,
+  through the backend's `session()` (one client, its concurrency limit), and its question resumes
+  as soon as it is answered, so a multi-round protocol never waits for a wave's slowest request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -58,7 +67,7 @@ class EngineStats:
     cache_hits: int = 0
     deduplicated: int = 0  # identical calls in one batch, answered once
     failed: int = 0
-    batches: int = 0
+    batches: int = 0  # chunks sent to a batch backend, plus requests sent per call
     prompt_tokens: int = 0
     output_tokens: int = 0
     backend_seconds: float = 0.0
@@ -99,6 +108,10 @@ class Engine:
 
     def __post_init__(self) -> None:
         self._pending: list[_Pending] = []
+        self._answer: dict[str, Callable[[Call], Awaitable[CallResult]]] = {}  # per_call models
+        self._in_flight: set[asyncio.Task] = set()  # per_call requests
+        self._waiting: dict[str, list[_Pending]] = {}  # per_call: key in flight -> calls awaiting it
+        self._busy, self._busy_since = 0, 0.0
         for role, model in self.roles.items():
             if model not in self.backends:
                 raise ConfigError(f"roles.{role}={model!r} is not a configured model; models: {sorted(self.backends)}")
@@ -144,15 +157,20 @@ class Engine:
             self.done += 1
             self._progress()
 
-        tasks = [asyncio.create_task(one(o)) for o in outcomes]
-        while True:
-            await watcher.settle()
-            if self._pending:
-                await self._flush()
-            elif all(t.done() for t in tasks):
-                break
-            else:  # parked on something other than a model call (a thread, a timer)
-                await asyncio.wait(tasks, timeout=0.01, return_when=asyncio.FIRST_COMPLETED)
+        async with contextlib.AsyncExitStack() as stack:
+            self._answer = {}
+            for model, backend in self.backends.items():
+                if backend.dispatch == "per_call":
+                    self._answer[model] = await stack.enter_async_context(backend.session())
+            tasks = [asyncio.create_task(one(o)) for o in outcomes]
+            while True:
+                await watcher.settle()
+                if self._pending:
+                    await self._flush()
+                elif all(t.done() for t in tasks):
+                    break
+                else:  # parked on a call in flight, or on something else (a thread, a timer)
+                    await asyncio.wait([*tasks, *self._in_flight], timeout=0.01, return_when=asyncio.FIRST_COMPLETED)
         for t in tasks:
             t.result()  # re-raise programming errors from protocol code
         return outcomes
@@ -169,50 +187,108 @@ class Engine:
         groups: dict[str, list[_Pending]] = defaultdict(list)
         for item in pending:
             groups[item.model].append(item)
-        await asyncio.gather(*(self._run_group(model, items) for model, items in groups.items()))
+        waves = []
+        for model, items in groups.items():
+            if model in self._answer:
+                self._dispatch_each(model, items)
+            else:
+                waves.append(self._run_wave(model, items))
+        await asyncio.gather(*waves)
         self._progress()
 
-    async def _run_group(self, model: str, items: list[_Pending]) -> None:
+    def _from_cache(self, model: str, items: list[_Pending]) -> dict[str, list[_Pending]]:
+        """Answer what the call cache holds; return the rest grouped by call key (identical calls
+        are sent once)."""
         backend = self.backends[model]
         keys = [call_key(backend.identity, item.call) for item in items]
         cached = self.cache.get_many(list(set(keys))) if self.cache is not None else {}
-        todo: dict[str, Call] = {}
-        for key, item in zip(keys, items):
-            if key not in cached and key not in todo:
-                todo[key] = item.call
-        fresh: dict[str, CallResult] = {}
-        if todo:
-            started = time.perf_counter()
-            try:
-                results = await backend.run(list(todo.values()))
-            except Exception as exc:  # a backend crash fails these calls; it never answers them
-                results = [CallResult(error=f"{type(exc).__name__}: {exc}") for _ in todo]
-            self.stats.backend_seconds += time.perf_counter() - started
-            self.stats.batches += 1
-            fresh = dict(zip(todo.keys(), results))
-            for result in results:
-                self.stats.calls += 1
-                self.stats.failed += 0 if result.ok else 1
-                self.stats.prompt_tokens += result.prompt_tokens
-                self.stats.output_tokens += result.output_tokens
-            if self.cache is not None:
-                self.cache.put_many(fresh)
-        answered: set[str] = set()
+        todo: dict[str, list[_Pending]] = {}
         for key, item in zip(keys, items):
             if key in cached:
                 self.stats.cache_hits += 1
-                result = cached[key].model_copy(update={"cached": True})
+                _resolve(item, cached[key].model_copy(update={"cached": True}))
             else:
-                if key in answered:
+                if key in todo:
                     self.stats.deduplicated += 1
-                answered.add(key)
-                result = fresh[key]
-            if not item.future.done():
-                item.future.set_result(result)
+                todo.setdefault(key, []).append(item)
+        return todo
+
+    def _answered(self, fresh: dict[str, CallResult], todo: dict[str, list[_Pending]]) -> None:
+        """Count, cache (at once: a kill loses nothing answered) and hand out fresh results."""
+        for result in fresh.values():
+            self.stats.calls += 1
+            self.stats.failed += 0 if result.ok else 1
+            self.stats.prompt_tokens += result.prompt_tokens
+            self.stats.output_tokens += result.output_tokens
+        if self.cache is not None:
+            self.cache.put_many(fresh)
+        for key, result in fresh.items():
+            for item in todo[key]:
+                _resolve(item, result)
+
+    async def _run_wave(self, model: str, items: list[_Pending]) -> None:
+        """Batch dispatch: the wave's uncached calls in chunks of the backend's batch size, ordered
+        the way the backend batches them (kind, sampling settings, prompt length)."""
+        backend = self.backends[model]
+        todo = self._from_cache(model, items)
+        order = sorted(todo, key=lambda key: _batch_order(todo[key][0].call))
+        size = backend.batch_size or len(order) or 1
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            calls = [todo[key][0].call for key in chunk]
+            started = time.perf_counter()
+            try:
+                results = await backend.run(calls)
+            except Exception as exc:  # a backend crash fails these calls; it never answers them
+                results = [CallResult(error=f"{type(exc).__name__}: {exc}") for _ in calls]
+            self.stats.backend_seconds += time.perf_counter() - started
+            self.stats.batches += 1
+            self._answered(dict(zip(chunk, results)), todo)
+            self._progress()
+
+    def _dispatch_each(self, model: str, items: list[_Pending]) -> None:
+        """Per-call dispatch: each uncached call becomes a request of its own, started now; a call
+        identical to one already in flight waits for that one."""
+        for key, same in self._from_cache(model, items).items():
+            if key in self._waiting:
+                self.stats.deduplicated += len(same)
+                self._waiting[key].extend(same)
+                continue
+            self._waiting[key] = same
+            task = asyncio.create_task(self._request(model, key, same[0].call))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _request(self, model: str, key: str, call: Call) -> None:
+        if not self._busy:  # backend_seconds: time with at least one request in flight
+            self._busy_since = time.perf_counter()
+        self._busy += 1
+        try:
+            result = await self._answer[model](call)
+        except Exception as exc:  # as in a batch: the call fails, it is never answered
+            result = CallResult(error=f"{type(exc).__name__}: {exc}")
+        self._busy -= 1
+        if not self._busy:
+            self.stats.backend_seconds += time.perf_counter() - self._busy_since
+        self.stats.batches += 1
+        self._answered({key: result}, {key: self._waiting.pop(key)})
+        self._progress()
 
     def _progress(self) -> None:
         if self.on_progress:
             self.on_progress(self)
+
+
+def _resolve(item: _Pending, result: CallResult) -> None:
+    if not item.future.done():
+        item.future.set_result(result)
+
+
+def _batch_order(call: Call) -> tuple:
+    """Roughly the order an in-process backend batches in, so its chunks pad little."""
+    settings = call.params.model_copy(update={"seed": 0}).model_dump_json() if call.kind == "generate" else ""
+    size = len(call.prefix) + sum(len(str(m.get("content") or "")) for m in call.messages)
+    return call.kind, settings, size
 
 
 class _Watcher:

@@ -12,8 +12,10 @@ from typing import Any
 
 from oversight.errors import ConfigError
 
-#: the Hydra config tree: config groups protocol/, judge/, model/, backend/, task/, experiment/
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+#: the Hydra config tree: config groups protocol/, judge/, model/, backend/, task/, experiment/;
+#: `oversight/conf` in an installed wheel (setup.py copies it there), else the checkout's `conf/`
+_PACKAGED = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = _PACKAGED if (_PACKAGED / "config.yaml").exists() else Path(__file__).resolve().parents[2] / "conf"
 
 
 def group_config(group: str, name: str) -> dict[str, Any]:

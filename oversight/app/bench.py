@@ -10,6 +10,14 @@ Measures on one model, in one process, with the call cache off:
    otherwise reach for.
 Prints generated tokens/s for each and the ratios engine/raw (target >= 0.8), engine/loop
 (target >= 5) and engine/transformers (target >= 1.5).
+
+`--multi-wave` measures instead what per-call dispatch buys against a server: a 3-round sequential
+free-text debate (six dependent waves of generate calls) run through `backend=openai` against an
+`oversight-serve` (started in this process on a free port, serving the same model, unless
+`--server-url` names one), once with the engine's barrier (every wave waits for its slowest request)
+and once with per-call dispatch (each call goes out when its question is ready), alternating,
+`--repeats` times each; prints every wall time, the HTTP requests the server saw (more than the
+calls means retries), best barrier / best per-call, and whether both produced the same debates.
 """
 
 from __future__ import annotations
@@ -114,6 +122,47 @@ def transformers_generate(backend, calls: list[Call], batch_size: int) -> tuple[
     return tokens, time.perf_counter() - started, texts
 
 
+def multi_wave(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words: int, rounds: int,
+               server_url: str | None, repeats: int = 2) -> dict[str, Any]:
+    from oversight.app.serve import OversightServer
+
+    questions = hidden_passage(n=n, seed=1234)
+    protocol = build({"_target_": "protocols.debate.Debate", "rounds": rounds, "turns": "sequential",
+                      "strategy": {"_target_": "protocols.strategies.free.Free", "word_limit": words}},
+                     "protocol", Protocol)
+    server = None
+    if server_url is None:
+        server = OversightServer(get_backend(model_cfg, backend_cfg), str(model_cfg["name"])).start()
+        server_url = server.url
+    client = get_backend(model_cfg, {**group_config("backend", "openai"), "base_url": server_url})
+    try:
+        Engine(backends={"default": client}, cache=None).run(questions[:2], protocol.run)  # warm-up
+        runs: dict[str, list[float]] = {"batch": [], "per_call": []}
+        texts, requests, http = {}, {}, {"batch": [], "per_call": []}
+        # alternated, so a change in machine load does not favour one mode
+        for mode in [m for _ in range(repeats) for m in ("per_call", "batch")]:
+            client.dispatch = mode
+            engine = Engine(backends={"default": client}, cache=None)
+            sent = server.stats["requests"] if server is not None else 0
+            started = time.perf_counter()
+            outcomes = engine.run(questions, protocol.run)
+            runs[mode].append(time.perf_counter() - started)
+            http[mode].append(server.stats["requests"] - sent if server is not None else None)  # retries show here
+            texts[mode] = [[d["output"]["text"] for _, d in o.graph.nodes("call")] for o in outcomes]
+            requests[mode] = engine.stats.calls
+            if any(o.error for o in outcomes):
+                raise RuntimeError(f"{mode}: {next(o.error for o in outcomes if o.error)}")
+    finally:
+        if server is not None:
+            server.close()
+    seconds = {mode: min(times) for mode, times in runs.items()}
+    return {"model": model_cfg.get("name"), "questions": n, "rounds": rounds, "words": words,
+            "server": "oversight-serve (in process)" if server is not None else server_url,
+            "generate_calls": requests, "http_requests": http, "runs_seconds": runs, "seconds": seconds,
+            "barrier_over_per_call": seconds["batch"] / seconds["per_call"],
+            "same_debates": texts["batch"] == texts["per_call"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oversight-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=32, help="debates to run (2 generate calls each)")
@@ -133,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-of-n", type=int, default=0, metavar="N",
                         help="instead: best-of-N free-text debate vs all its calls at once "
                              "(oversight/app/bench_best_of_n.py)")
+    parser.add_argument("--multi-wave", action="store_true",
+                        help="barrier vs per-call dispatch on a 3-round sequential debate through backend=openai")
+    parser.add_argument("--rounds", type=int, default=3, help="--multi-wave: debate rounds (sequential turns)")
+    parser.add_argument("--repeats", type=int, default=2, help="--multi-wave: runs of each mode, alternated")
+    parser.add_argument("--server-url", help="--multi-wave: an OpenAI-compatible server serving the model "
+                                             "(default: an oversight-serve started here)")
     args = parser.parse_args(argv)
     model = dict(DEFAULT_MODEL) if not args.model_path else {"name": args.model_path, "path": args.model_path}
     backend = {**group_config("backend", args.backend), "device": args.device, "batch_size": args.batch_size,
@@ -147,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)
         return 0
+    if args.multi_wave:
+        return _print_multi_wave(multi_wave(model, backend, args.questions, args.words, args.rounds, args.server_url,
+                                            args.repeats),
+                                 args.json)
     result = bench(model, backend, args.questions, args.words, args.loop)
     table = Table(title=f"oversight-bench: {result['model']} on {result['backend']}, "
                         f"batch {result['batch_size']}, prefix sharing {result['prefix_sharing']}, "
@@ -166,6 +225,24 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['transformers_same_text']} of {result['generate_calls']} texts identical to the backend's)")
     if args.json:
         with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def _print_multi_wave(result: dict[str, Any], json_path: str | None) -> int:
+    table = Table(title=f"oversight-bench --multi-wave: {result['model']}, {result['questions']} debates x "
+                        f"{result['rounds']} sequential rounds through backend=openai ({result['server']})")
+    for column in ("dispatch", "generate calls", "HTTP requests", "seconds (each run)", "best"):
+        table.add_column(column, justify="right" if column != "dispatch" else "left")
+    for mode, label in (("batch", "barrier (every wave waits for its slowest call)"),
+                        ("per_call", "per call (each call out when ready)")):
+        table.add_row(label, str(result["generate_calls"][mode]), " ".join(str(r) for r in result["http_requests"][mode]),
+                      " ".join(f"{t:.1f}" for t in result["runs_seconds"][mode]), f"{result['seconds'][mode]:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(f"barrier / per-call = {result['barrier_over_per_call']:.2f}; same debates: {result['same_debates']}")
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
     return 0
 

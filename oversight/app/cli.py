@@ -7,21 +7,79 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from oversight.app import CONF_DIR
+from oversight.app.compare import SweepCallback
 from oversight.errors import OversightError
 
 CONF_DIR = str(CONF_DIR)
 log = logging.getLogger("oversight")
+
+#: overrides that never change a job's results, left out of its directory name (`experiment` names
+#: the sweep instead; its values reach the job name as the sweep's own overrides)
+NO_EFFECT_KEYS = ("name", "progress", "baseline", "experiment", "cache.path", "cache.enabled")
+#: keys whose values are paths, URLs or packages (a digest stands for them even without a slash)
+PATH_KEY_ENDINGS = ("path", "url", "_file", "package", "dir")
+
+
+def job_name(overrides, *leave_out: str) -> str:
+    """A job's directory name: its overrides, sorted and joined with commas as Hydra's
+    `override_dirname` does (`protocol=debate,task.n=40`), except that an override holding a path or
+    a URL appears as `key@digest` (8 hex digits of its value's sha256): unique per value, and one
+    directory level whatever the value. `leave_out` drops keys (and their sub-keys) from the name."""
+    items = []
+    for line in overrides:
+        key, _, value = str(line).partition("=")
+        bare = key.lstrip("+~").split("@", 1)[0]
+        if any(bare == k or bare.startswith(k + ".") for k in (*NO_EFFECT_KEYS, *leave_out)):
+            continue
+        if holds_path(bare, value):
+            items.append(f"{key}@{hashlib.sha256(value.encode()).hexdigest()[:8]}")
+        else:
+            items.append(str(line))
+    return ",".join(sorted(items)) or "defaults"
+
+
+def holds_path(key: str, value: str) -> bool:
+    if value in ("", "null"):
+        return False
+    return key.lower().endswith(PATH_KEY_ENDINGS) or any(mark in value for mark in ("/", "\\", "://"))
+
+
+def run_dir(name: str, overrides) -> str:
+    """A single run's directory: `runs/NAME/JOB`, like a sweep's job, so single runs named into a
+    sweep (`name=demo`) are compared with it; a preset run without `-m` goes to
+    `runs/single/NAME/JOB` instead, so it never lands among the preset sweep's jobs."""
+    preset = any(str(line).partition("=")[0].lstrip("+~") == "experiment" for line in overrides)
+    return f"runs/single/{name}/{job_name(overrides)}" if preset else f"runs/{name}/{job_name(overrides)}"
+
+
+def cell_name() -> str:
+    """The running job's name without its judge: one sweep cell, whatever judges it; for a per-cell
+    call cache, `cache.path='${hydra:sweep.dir}/cache/${oversight.cell:}.sqlite'`."""
+    return job_name(HydraConfig.get().overrides.task, "judge")
+
+
+OmegaConf.register_new_resolver("oversight.job", job_name, replace=True)
+OmegaConf.register_new_resolver("oversight.cell", cell_name, replace=True)
+OmegaConf.register_new_resolver("oversight.run_dir", run_dir, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -56,12 +114,22 @@ def app(cfg: DictConfig) -> float:
         except OversightError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-    lo, hi = summary["accuracy_ci"]
-    console.print(
-        f"{label}: accuracy {summary['accuracy']:.3f} [95% CI {lo:.3f}, {hi:.3f}] on n={summary['n']}; "
-        f"{summary['model_calls']} model calls, {summary['cache_hits']} cache hits -> {out_dir}"
-    )
+    console.print(summary_line(label, summary, out_dir), soft_wrap=True, markup=False, highlight=False)
+    if summary["questions"] and summary["n_failed"] == summary["questions"]:
+        print(f"error: every question of {out_dir} failed; first: {summary['first_error']}", file=sys.stderr)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(1)  # in a sweep the other jobs still run; the sweep exits non-zero at its end
     return summary["accuracy"]
+
+
+def summary_line(label: str, summary: dict, out_dir: Path) -> str:
+    """The one line a job ends with: accuracy, how many questions failed and why, calls, where."""
+    lo, hi = summary["accuracy_ci"]
+    failed = ""
+    if summary.get("n_failed"):
+        failed = f"; {summary['n_failed']} of {summary['questions']} questions failed (first: {summary['first_error']})"
+    return (f"{label}: accuracy {summary['accuracy']:.3f} [95% CI {lo:.3f}, {hi:.3f}] on n={summary['n']}{failed}; "
+            f"{summary['model_calls']} model calls, {summary['cache_hits']} cache hits -> {out_dir}")
 
 
 def main() -> None:
@@ -70,6 +138,8 @@ def main() -> None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     app()
+    if SweepCallback.failed_jobs:  # a sweep with a job whose every question failed
+        sys.exit(1)
 
 
 def unknown_group_choice(args: list[str], conf_dir: Path) -> str | None:

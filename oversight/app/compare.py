@@ -24,7 +24,7 @@ from oversight.metrics import paired_difference, question_scores
 from oversight.plugins import TARGET, Judge, JudgeReport, build
 from oversight.records import SUMMARY, read_records, read_summary
 
-COLUMNS = ["job", "protocol", "judge", "n", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low",
+COLUMNS = ["job", "protocol", "judge", "n", "failed", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low",
            "diff_ci_high", "brier", "ece", "position_bias_rate", "parse_failure_rate", "model_calls", "cache_hits",
            "output_tokens", "calls_per_question", "wall_seconds", "humans"]
 
@@ -89,7 +89,7 @@ def comparison(sweep_dir: str | Path, baseline: str | None = DEFAULT_BASELINE, c
         diff = paired_difference(scores[job], scores[base]) if base is not None else {}
         rows.append({
             "job": str(job.relative_to(sweep_dir)) or ".", "protocol": s["protocol"], "judge": s["judge"],
-            "n": s["n"], "accuracy": s["accuracy"], "ci_low": s["accuracy_ci"][0], "ci_high": s["accuracy_ci"][1],
+            "n": s["n"], "failed": s.get("n_failed", 0), "accuracy": s["accuracy"], "ci_low": s["accuracy_ci"][0], "ci_high": s["accuracy_ci"][1],
             "diff_vs_baseline": diff.get("diff"), "diff_ci_low": diff.get("ci_low"),
             "diff_ci_high": diff.get("ci_high"), "brier": s["brier"], "ece": s["ece"],
             "position_bias_rate": s["position_bias_rate"], "parse_failure_rate": s["parse_failure_rate"],
@@ -161,11 +161,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def table(rows: list[dict], baseline: str) -> Table:
     t = Table(title=f"Judge accuracy by protocol (95% CI; paired difference vs {baseline})")
-    for column in ["protocol", "judge", "n", "humans", "accuracy", "95% CI", f"Δ vs {baseline}", "Brier", "ECE",
+    for column in ["protocol", "judge", "n", "failed", "humans", "accuracy", "95% CI", f"Δ vs {baseline}", "Brier", "ECE",
                    "pos. bias", "calls/q", "calls", "cache hits"]:
         t.add_column(column, justify="right" if column not in ("protocol", "judge") else "left")
     for r in rows:
-        t.add_row(r["protocol"], r["judge"], str(r["n"]), _fmt(r.get("humans")), _fmt(r["accuracy"]),
+        t.add_row(r["protocol"], r["judge"], str(r["n"]), _fmt(r.get("failed")), _fmt(r.get("humans")), _fmt(r["accuracy"]),
                   f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _diff(r), _fmt(r["brier"]), _fmt(r["ece"]),
                   _fmt(r["position_bias_rate"]), _fmt(r.get("calls_per_question"), 1), _fmt(r["model_calls"]),
                   _fmt(r["cache_hits"]))
@@ -186,11 +186,11 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _write_md(path: Path, rows: list[dict], baseline: str) -> None:
-    lines = [f"| protocol | judge | n | accuracy | 95% CI | Δ vs {baseline} [95% CI] | Brier | ECE | position bias | "
+    lines = [f"| protocol | judge | n | failed | accuracy | 95% CI | Δ vs {baseline} [95% CI] | Brier | ECE | position bias | "
              "calls/question | calls | cache hits |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['protocol']} | {r['judge']} | {r['n']} | {_fmt(r['accuracy'])} | "
+        lines.append(f"| {r['protocol']} | {r['judge']} | {r['n']} | {_fmt(r.get('failed'))} | {_fmt(r['accuracy'])} | "
                      f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {_diff(r)} | {_fmt(r['brier'])} | "
                      f"{_fmt(r['ece'])} | {_fmt(r['position_bias_rate'])} | {_fmt(r.get('calls_per_question'), 1)} | "
                      f"{_fmt(r['model_calls'])} | {_fmt(r['cache_hits'])} |")
@@ -218,7 +218,10 @@ def _plot(path: Path, rows: list[dict], baseline: str) -> None:
 
 
 class SweepCallback:
-    """Hydra callback: compare all jobs when a multirun ends."""
+    """Hydra callback: compare all jobs when a multirun ends, and say which jobs failed on every
+    question (`oversight` then exits non-zero)."""
+
+    failed_jobs: list[str] = []  # set at the end of a sweep, read by oversight.app.cli.main
 
     def __init__(self, **_: Any):
         pass
@@ -231,6 +234,14 @@ class SweepCallback:
             compare(sweep_dir, config.get("baseline"), strict=False)
         except OversightError as exc:
             Console(stderr=True).print(f"[red]comparison skipped:[/red] {exc}")
+            compared = False
+        else:
+            compared = True
+        SweepCallback.failed_jobs = all_failed(sweep_dir)
+        if SweepCallback.failed_jobs:
+            print(f"error: {len(SweepCallback.failed_jobs)} job(s) of the sweep failed on every question: "
+                  f"{', '.join(SweepCallback.failed_jobs)}", file=sys.stderr)
+        if not compared:
             return
         started = time.perf_counter()
         try:
@@ -246,6 +257,17 @@ class SweepCallback:
         raise AttributeError(name)
 
 
+def all_failed(sweep_dir: str | Path) -> list[str]:
+    """The jobs under `sweep_dir` whose every question failed, with their first error."""
+    found = []
+    for path in sorted(Path(sweep_dir).rglob(SUMMARY)):
+        s = read_summary(path.parent)
+        questions = s.get("questions", s["n"] + s.get("n_failed", 0))
+        if questions and s.get("n_failed", 0) >= questions:
+            found.append(f"{path.parent.relative_to(sweep_dir)} ({s.get('first_error') or 'no error recorded'})")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oversight-compare", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", help="a sweep directory under runs/ (or any directory of finished jobs)")
@@ -254,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         compare(args.sweep_dir, args.baseline or DEFAULT_BASELINE, strict=args.baseline is not None)
+        for job in all_failed(args.sweep_dir):
+            print(f"oversight-compare: every question failed in {job}", file=sys.stderr)
     except (OversightError, FileNotFoundError) as exc:
         print(f"oversight-compare: {exc}", file=sys.stderr)
         return 2

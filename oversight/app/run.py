@@ -15,6 +15,7 @@ from typing import Any
 from oversight.backends import get_backend
 from oversight.cache import CallCache
 from oversight.engine import Context, Engine
+from oversight.errors import ConfigError
 from oversight.graph import call_costs
 from oversight.metrics import summarise
 from oversight.models import cache_root
@@ -28,7 +29,25 @@ def load_task(task_cfg: dict[str, Any]) -> list[Question]:
     return task.questions()
 
 
+#: model keys that name the weights' source in different ways: at most one may be set
+WEIGHT_SOURCES = ("path", "package")
+
+
+def check_exclusive(cfg: dict[str, Any]) -> None:
+    """Every config value is used or rejected: keys that exclude each other are an error naming both,
+    never a silent precedence."""
+    models = {"model": cfg.get("model") or {}, **{f"models.{k}": v or {} for k, v in (cfg.get("models") or {}).items()}}
+    for where, model in models.items():
+        path, package = model.get("path"), model.get("package")
+        if path and package:
+            raise ConfigError(
+                f"{where}.path: {path!r} is set together with {where}.package={package!r}, and a model loads from "
+                f"one of them; to load {where}.path add {where}.package=null (and {where}.gguf_file=null unless "
+                f"the directory holds that GGUF file), or drop {where}.path")
+
+
 def build_engine(cfg: dict[str, Any], on_progress=None) -> Engine:
+    check_exclusive(cfg)
     backends = {"default": get_backend(cfg["model"], cfg["backend"])}
     for key, model_cfg in (cfg.get("models") or {}).items():
         backends[key] = get_backend(model_cfg, {**cfg["backend"], **(model_cfg.get("backend") or {})})
@@ -46,6 +65,7 @@ def run_job(cfg: dict[str, Any], out_dir: str | Path, on_progress=None) -> dict[
 async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=None) -> dict[str, Any]:
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    check_exclusive(cfg)
     protocol: Protocol = build(cfg["protocol"], "protocol", Protocol)
     judge: Judge = build(cfg["judge"], "judge", Judge)
     questions = load_task(cfg["task"])
@@ -77,6 +97,8 @@ async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=No
         "model": cfg["model"].get("name"),
         "task": cfg["task"].get("name"),
         **summarise(records, judge.name),
+        "questions": len(records),
+        "first_error": next((f"{r.question_id}: {r.error}" for r in records if r.error), None),
         "model_calls": engine.stats.calls,
         "cache_hits": engine.stats.cache_hits,
         "failed_calls": engine.stats.failed,

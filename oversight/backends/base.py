@@ -9,10 +9,12 @@ and inherit `run`, which executes them in a worker thread so the engine's event 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from contextlib import AbstractContextManager
+from typing import AsyncIterator, Awaitable, Callable, Literal
 
 from oversight.types import Call, CallResult
 
@@ -27,6 +29,21 @@ class Backend(ABC):
     #: where that number came from; None where the backend cannot know it
     max_context: int | None = None
     max_context_source: str = ""
+    #: how the engine hands calls over: "batch" (in-process backends: every parked call of the job in
+    #: one wave, cut into chunks of `batch_size`, each cached as it returns) or "per_call" (servers:
+    #: each call goes out as soon as it is ready, `session()` limiting the calls in flight)
+    dispatch: Literal["batch", "per_call"] = "batch"
+    #: rows the backend computes at once (0: the whole wave); the engine caches per chunk of this size
+    batch_size: int = 0
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Callable[[Call], Awaitable[CallResult]]]:
+        """For per_call dispatch: a function answering one call, valid inside this context (one
+        engine job). Server backends override it to share one client and concurrency limit."""
+        async def answer(call: Call) -> CallResult:
+            return (await self.run([call]))[0]
+
+        yield answer
 
     async def run(self, calls: list[Call]) -> list[CallResult]:
         return await asyncio.to_thread(self.run_sync, calls)

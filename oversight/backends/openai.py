@@ -55,6 +55,7 @@ its identity, records, logs or error messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -153,9 +154,16 @@ class OpenAIBackend(Backend):
 
     # ---- public entry -------------------------------------------------------------------------
 
+    dispatch = "per_call"  # the server batches; the engine sends each call as soon as it is ready
+
     async def run(self, calls: list[Call]) -> list[CallResult]:
-        # A client per run: an httpx client is bound to the event loop it first ran on, and each
-        # engine job runs its own loop. Connection setup is small next to a batch of model calls.
+        async with self.session() as answer:
+            return list(await asyncio.gather(*(answer(call) for call in calls)))
+
+    @contextlib.asynccontextmanager
+    async def session(self):
+        # A client per run or engine job: an httpx client is bound to the event loop it first ran on,
+        # and each engine job runs its own loop.
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
@@ -165,7 +173,7 @@ class OpenAIBackend(Backend):
             session = _Session(self, client, asyncio.Semaphore(self.concurrency))
             if not self._limit_asked:
                 await session.ask_context_limit()
-            return list(await asyncio.gather(*(session.answer(call) for call in calls)))
+            yield session.answer
 
     def run_sync(self, calls: list[Call]) -> list[CallResult]:
         return _blocking(self.run(calls))
