@@ -68,10 +68,14 @@ def test_run_a_job_from_inside_a_running_event_loop_and_load_it(tiny_model_dir, 
 
     summary, direct, other = asyncio.run(notebook_cell())
     assert other == "the notebook's own task"
-    job = tmp_path / "runs" / "nb" / "model.name=tiny-llama,protocol=debate,task.n=3"
+    from oversight.app.cli import job_name
+
+    # named as the command names it: sorted overrides, a path as key@digest
+    job = tmp_path / "runs" / "nb" / job_name(["protocol=debate", *overrides])
+    assert job.name.startswith("model.gguf_file=null,model.name=tiny-llama,model.package=null,model.path@")
     assert Path(summary["dir"]).resolve() == job.resolve() and summary["n"] == 3
     assert summary["config"]["protocol"]["rounds"] == 1  # composed from conf/protocol/debate.yaml
-    assert Path(direct["dir"]).name == "model.name=tiny-llama,protocol=direct,task.n=3"
+    assert Path(direct["dir"]).name == job_name(["protocol=direct", *overrides])
 
     df = oversight.load(tmp_path / "runs" / "nb")
     debate = df[df.job == job.name]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -31,7 +30,7 @@ def compose(overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from oversight.app.cli import unknown_group_choice
+    from oversight.app.cli import run_dir, unknown_group_choice
 
     overrides = list(overrides)
     problem = unknown_group_choice(overrides, CONF_DIR)  # one line naming the group and the valid names
@@ -42,18 +41,10 @@ def compose(overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
             cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"overrides {overrides}: {exc}") from exc
-    exclude = set(OmegaConf.select(cfg, "hydra.job.config.override_dirname.exclude_keys") or ())
     with_hydra = OmegaConf.to_container(cfg, resolve=False)
     with_hydra.pop("hydra", None)
     plain = OmegaConf.to_container(OmegaConf.create(with_hydra), resolve=True)
-    return plain, _override_dirname(overrides, exclude)
-
-
-def _override_dirname(overrides: Iterable[str], exclude: set[str]) -> str:
-    """What Hydra's ${hydra.job.override_dirname} is for these overrides (sorted key=value pairs,
-    comma-joined, the config's exclude_keys left out)."""
-    kept = [o for o in overrides if o.split("=", 1)[0] not in exclude and o.split("=", 1)[0].lstrip("+~") not in exclude]
-    return ",".join(sorted(kept))
+    return plain, run_dir(str(plain.get("name", "default")), overrides)
 
 
 async def run_async(overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> dict[str, Any]:
@@ -62,7 +53,7 @@ async def run_async(overrides: Sequence[str] = (), out_dir: str | Path | None = 
     from oversight.app.run import run_job_async
 
     cfg, dirname = compose(overrides)
-    out = Path(out_dir) if out_dir is not None else Path("runs") / str(cfg.get("name", "default")) / _safe(dirname)
+    out = Path(out_dir) if out_dir is not None else Path(dirname)
     summary = await run_job_async(cfg, out)
     return {**summary, "dir": str(out)}
 
@@ -76,10 +67,6 @@ def run(overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> dic
         return asyncio.run(run_async(overrides, out_dir))
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="oversight-run") as pool:
         return pool.submit(asyncio.run, run_async(overrides, out_dir)).result()
-
-
-def _safe(dirname: str) -> str:
-    return re.sub(r"[/\\]", "_", dirname) or "default"
 
 
 def load(directory: str | Path):
