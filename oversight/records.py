@@ -56,8 +56,8 @@ def read_summary(directory: str | Path) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """JSON-ready: NaN becomes null (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
+    """JSON-ready: NaN and infinities become null (JSON has neither)."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}

@@ -39,7 +39,7 @@ from oversight.errors import OversightError
 from oversight.graph import call_costs
 from oversight.quotes import QUOTE_TAG
 from oversight.plugins import TARGET
-from oversight.records import SUMMARY, read_records, read_summary
+from oversight.records import SUMMARY, jsonable, read_records, read_summary
 from oversight.types import Question, Record, Turn
 
 REPORT_DIR = "report"
@@ -112,7 +112,7 @@ def comparison_rows(directory: Path, baseline: str | None = None) -> tuple[list[
     # a baseline named here must match a job; the sweep's own may match none (a note, no differences)
     found = comparison(directory, baseline if baseline is not None else sweep_baseline(directory),
                        console=Console(stderr=True), strict=baseline is not None)
-    return _clean([dict(row) for row in found.rows]), found.baseline
+    return jsonable([dict(row) for row in found.rows]), found.baseline
 
 
 def sweep_baseline(directory: Path) -> str | None:
@@ -375,24 +375,13 @@ def graph_layout(graph: dict[str, Any]) -> dict[str, Any]:
 def _write_data(path: Path, key: str, value: Any) -> None:
     """A data file: `OVERSIGHT.data(key, JSON)`. Every `<`, `>` and `&` is written as a \\u escape,
     so no record text can close a script element or start markup, whatever loads the file."""
-    text = json.dumps(_clean(value), ensure_ascii=True, separators=(",", ":"), default=_plain, allow_nan=False)
+    text = json.dumps(jsonable(value), ensure_ascii=True, separators=(",", ":"), default=_plain, allow_nan=False)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     path.write_text(f"OVERSIGHT.data({json.dumps(key)},{text});\n")
 
 
 def _plain(value: Any) -> Any:
     return value.model_dump() if hasattr(value, "model_dump") else str(value)
-
-
-def _clean(value: Any) -> Any:
-    """NaN -> None, recursively (JSON has no NaN)."""
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 COLUMNS = [  # (key, heading, digits, title)
