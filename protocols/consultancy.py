@@ -24,11 +24,16 @@ class Consultancy(Protocol):
     async def run(self, question: Question, ctx: Context) -> list[Transcript]:
         transcripts = []
         for side in range(len(question.options)):
-            turns: list[Turn] = []
-            for r in range(self.rounds):
-                request = TurnRequest(question=question, side=side, role="consultant", label=self.speaker,
-                                      history=tuple(turns), round=r)
-                turns.append(await self.strategy.turn(ctx, request))
+            turns = await self.argue(question, ctx, side)
             episode = "correct" if side == question.correct else f"incorrect-{side}"
             transcripts.append(Transcript(protocol=self.name, turns=turns, assigned_side=side, episode=episode))
         return transcripts
+
+    async def argue(self, question: Question, ctx: Context, side: int) -> list[Turn]:
+        """The consultant's turns for `side`, each seeing the ones before it."""
+        turns: list[Turn] = []
+        for r in range(self.rounds):
+            request = TurnRequest(question=question, side=side, role="consultant", label=self.speaker,
+                                  history=tuple(turns), round=r)
+            turns.append(await self.strategy.turn(ctx, request))
+        return turns

@@ -15,31 +15,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
 
 from oversight.engine import Context
 from oversight.metrics import accuracy_ci, softmax
-from oversight.plugins import Protocol, TurnRequest, TurnStrategy
-from oversight.types import Question, Record, Transcript, Turn
+from oversight.types import Question, Record, Transcript
 
+from protocols.consultancy import Consultancy
 from protocols.strategies.quotes import needs_passage
 
 BELIEF_SYSTEM = "Answer from the story."
 
 
-class OpenConsultancy(Protocol):
+class OpenConsultancy(Consultancy):
     name: str = "open_consultancy"
-    rounds: int = Field(default=1, ge=1)
-    strategy: TurnStrategy
-    speaker: str = Field(default="Consultant", description="the consultant's name as the judge reads it")
 
     async def run(self, question: Question, ctx: Context) -> list[Transcript]:
         side, belief = await choose_side(ctx, "consultant", question)
-        turns: list[Turn] = []
-        for r in range(self.rounds):
-            request = TurnRequest(question=question, side=side, role="consultant", label=self.speaker,
-                                  history=tuple(turns), round=r)
-            turns.append(await self.strategy.turn(ctx, request))
+        turns = await self.argue(question, ctx, side)
         return [Transcript(protocol=self.name, turns=turns, assigned_side=side, episode="open",
                            info=choice_info(question, side, belief))]
 
