@@ -121,6 +121,12 @@ def table(rows: list[dict[str, Any]], result: DPOResult, n_pairs: int) -> str:
                      f"{f(r['consultancy_accuracy'])} {ci(r['consultancy_low'], r['consultancy_high'])} | "
                      f"{r['debate_n']} |")
     lines.append("")
-    lines.append(f"DPO: {n_pairs} pairs, {result.steps} steps, loss {f(result.first_loss)} -> {f(result.last_loss)}, "
-                 f"adapter moved {result.adapter_delta_norm:.4f} (L2 norm of the LoRA weights' change).")
+    trained_on = n_pairs if result.train_pairs is None else result.train_pairs
+    lines.append(f"DPO: {trained_on} training pairs, {result.steps} steps, batch loss {f(result.first_loss)} -> "
+                 f"{f(result.last_loss)}, adapter moved {result.adapter_delta_norm:.4f} (L2 norm of the LoRA weights' "
+                 f"change).")
+    if result.eval_pairs:
+        lines.append(f"Held-out pairs ({result.eval_pairs}, from questions kept out of DPO): loss {f(result.eval_loss)} "
+                     f"(untrained: 0.693), chosen answer rewarded more on {f(result.eval_accuracy)} of them, mean "
+                     f"reward margin {f(result.eval_margin)}.")
     return "\n".join(lines) + "\n"

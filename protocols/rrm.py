@@ -86,8 +86,7 @@ async def check(ctx: Context, claim: Claim, level: int, path: str) -> Check:
     if level == 0 or not claim.claims:
         candidates = [claim.value] + [a for a in claim.alternatives if a != claim.value]
         out = await ctx.loglikelihood(
-            "checker", [{"role": "system", "content": CHECK_SYSTEM}, {"role": "user", "content": claim.question}],
-            [" " + c for c in candidates], prefix=claim.prefix, label="check", level=0, claim=claim.text, path=path)
+            "checker", checker_messages(claim.question), [" " + c for c in candidates], prefix=claim.prefix, label="check", level=0, claim=claim.text, path=path)
         p = softmax(out.logprobs)
         ok = p[0] >= max(p[1:], default=0.0)
         ctx.graph.set(out.node, ok=ok, p_claim=p[0])
@@ -97,6 +96,11 @@ async def check(ctx: Context, claim: Claim, level: int, path: str) -> Check:
     node = ctx.step("check", {"claim": claim.text, "ok": ok}, deps=[x.node for x in parts], level=level,
                     claim=claim.text, path=path, ok=ok, p_claim=p, assisted_by=[x.claim.text for x in parts])
     return Check(claim, level, p, ok, node, list(parts))
+
+
+def checker_messages(question: str) -> list[dict[str, str]]:
+    """What the level-0 checker reads before its answer prefix ("72 + 30 ="): the cloze it recomputes."""
+    return [{"role": "system", "content": CHECK_SYSTEM}, {"role": "user", "content": question}]
 
 
 def critique(question: Question, checks: list[Check]) -> tuple[str, str]:

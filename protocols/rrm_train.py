@@ -73,6 +73,9 @@ class RRMTrainConfig(TrainJob):
     feature_batch: int = Field(default=64, ge=1)
     features: Literal["all", "margins"] = Field(default="all", description="all: log-likelihood margins and "
                                                 "hidden states; margins: the log-likelihood features alone")
+    feature_prompt: Literal["checker", "plain"] = Field(
+        default="checker", description="checker: read the features where the level-0 checker reads (its chat "
+        "prompt, then 'a + b ='); plain: from the bare text 'a + b ='")
     features_cache: str | None = Field(default=None, description="SQLite file of extracted features "
                                        "(default runs/features/features.sqlite; keyed by the weights' content)")
 
@@ -165,15 +168,20 @@ def _operands(claim: dict) -> tuple[int, int]:
 class Featurizer:
     """Claim and working features from oversight.train.features.FrozenFeatures."""
 
-    def __init__(self, frozen: Any, kind: str = "all", on_batch: Callable[[int], None] | None = None):
+    def __init__(self, frozen: Any, kind: str = "all", prompt: str = "checker",
+                 on_batch: Callable[[int], None] | None = None):
         self.frozen = frozen
         self.kind = kind
+        self.prompt = prompt
         self.on_batch = on_batch
 
-    @staticmethod
-    def _pairs(claim: dict) -> list[tuple[str, str]]:
+    def _pairs(self, claim: dict) -> list[tuple[str, str]]:
+        from protocols.rrm import checker_messages
+
         values = [claim["value"]] + [a for a in claim["alternatives"] if a != claim["value"]]
-        return [(claim["prefix"], " " + v) for v in values]
+        context = claim["prefix"] if self.prompt == "plain" else \
+            self.frozen.chat_prefix(checker_messages(claim["question"]), claim["prefix"])
+        return [(context, " " + v) for v in values]
 
     def claims(self, claims: list[dict]) -> np.ndarray:
         """One row per claim: [margins against each alternative..., log-likelihood, last hidden state]."""
@@ -289,7 +297,7 @@ def run_rrm_training(cfg: RRMTrainConfig, engine: Any, judge: Any, frozen: Any, 
     questions = arithmetic.answers(n=cfg.n_train + cfg.n_heldout, seed=cfg.seed, terms=cfg.terms, digits=cfg.digits)
     train_q, held_q = split(questions, cfg.n_train, cfg.seed)
     train_items, held_items = build_items(train_q), build_items(held_q)
-    features = Featurizer(frozen, cfg.features)
+    features = Featurizer(frozen, cfg.features, cfg.feature_prompt)
     rng = random.Random(f"rrm_train:{cfg.seed}")
     n_max = max(cfg.candidates)
     rows: list[dict[str, Any]] = []
@@ -345,7 +353,8 @@ def run_rrm_training(cfg: RRMTrainConfig, engine: Any, judge: Any, frozen: Any, 
                                    zip(train, {"rm": labels, "ceiling": truth_train, "floor": floor_labels}[name])],
                              base_model=frozen.identity)
         if "floor" in heads:
-            row["pgr"] = performance_gap_recovered(row["rm_accuracy"], row["floor_accuracy"], row["ceiling_accuracy"])
+            row["pgr"] = performance_gap_recovered(row["rm_accuracy"], row["floor_accuracy"], row["ceiling_accuracy"],
+                                                   min_gap=PGR_MIN_GAP)
         rows.append(row)
         (level_dir / "metrics.json").write_text(json.dumps(jsonable(row), indent=2))
         # the recursion: this level's reward model checks the parts of the next level's items
@@ -367,6 +376,9 @@ def _assistant_for(level: int, items: dict[int, list[Item]], head: RewardHead, f
         return None
     return dict(zip([p["text"] for p in parts], map(float, head.reward(features.items(level, [[p] for p in parts])))))
 
+
+# PGR is reported only where the ceiling beats the floor by this much held-out accuracy (4 of 40 workings)
+PGR_MIN_GAP = 0.1
 
 _ITEM_NAMES = {0: "parts of steps", 1: "steps", 2: "workings"}
 

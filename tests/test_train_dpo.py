@@ -116,3 +116,21 @@ def test_adapter_path_that_is_not_an_adapter_is_a_clear_error(tiny_model_cfg, tm
 
     with pytest.raises(ConfigError, match="model.adapter=.*not a peft adapter directory"):
         HFBackend({**tiny_model_cfg, "adapter": str(tmp_path)}, {"device": "cpu"})
+
+
+def test_pairs_of_held_out_questions_score_the_trained_adapter_without_training_it(tiny_model_dir, tmp_path):
+    from oversight.train.dpo import split_pairs
+
+    pairs = [p.model_copy(update={"meta": {"question": f"q{i // 2}"}}) for i, p in enumerate(_pairs(10))]
+    train, held = split_pairs(pairs, 0.4)
+    assert len(held) == 4 and len(train) == 6  # 2 of 5 questions, both pairs of each
+    assert not {p.meta["question"] for p in held} & {p.meta["question"] for p in train}
+    assert split_pairs(pairs, 0.1) == (pairs, [])  # under one question's worth: nothing held out
+    cfg = DPOConfig(max_steps=3, batch_size=6, learning_rate=5e-3, save_steps=10, lora_r=4, lora_alpha=8,
+                    eval_fraction=0.4)
+    result = train_dpo(pairs, str(tiny_model_dir), tmp_path / "dpo", cfg, progress=False)
+    assert (result.train_pairs, result.eval_pairs) == (6, 4)
+    # the held-out pairs are like the training ones, so the adapter that learnt those prefers their chosen side
+    assert result.eval_loss < 0.6931 and result.eval_accuracy > 0.5 and result.eval_margin > 0
+    rows = [json.loads(line) for line in (Path(result.adapter) / "data.jsonl").open()]
+    assert sorted(r["split"] for r in rows) == ["eval"] * 4 + ["train"] * 6

@@ -129,3 +129,27 @@ def test_level_k_reward_model_assists_level_k_plus_1_in_the_call_graph(tiny_mode
     for level in (0, 1, 2):
         provenance = json.loads((tmp_path / "rrm" / f"level{level}" / "rm" / "provenance.json").read_text())
         assert provenance["config"]["level"] == level and provenance["libraries"]["scikit-learn"]
+
+
+def test_checker_prompt_features_read_the_checkers_own_log_likelihoods(tiny_model_cfg, frozen):
+    # feature_prompt=checker: the reward model's margins are the numbers the level-0 checker compares
+    import asyncio
+
+    from oversight.backends.hf import HFBackend
+    from oversight.tasks import arithmetic
+    from oversight.types import Claim, Question
+    from protocols import rrm
+    from protocols.rrm_train import Featurizer
+
+    part = arithmetic.claim(72, 30, 103)
+    engine = Engine(backends={"default": HFBackend(tiny_model_cfg, {"device": "cpu", "batch_size": 8})})
+    outcome = engine.run([Question(id="q", question="q", options=["right", "wrong"], correct=1)],
+                         lambda q, ctx: rrm.check(ctx, Claim.model_validate(part), 0, "1"))[0]
+    call = outcome.graph.g.nodes[outcome.value.node]["output"]["logprobs"]  # what the checker compared
+    rows = {p: Featurizer(frozen, "margins", p).claims([part])[0] for p in ("checker", "plain")}
+    values = [part["value"]] + [a for a in part["alternatives"] if a != part["value"]]
+    margins = [call[0] - x for x in call[1:]]
+    assert len(values) == len(call) == 3
+    assert rows["checker"][:2] == pytest.approx([min(margins), np.mean(margins)], abs=1e-3)
+    assert rows["checker"][2] == pytest.approx(call[0], abs=1e-3)
+    assert rows["plain"][2] != pytest.approx(call[0], abs=1e-3)  # the bare text reads other numbers

@@ -71,7 +71,7 @@ def _run_rrm(job: Any, cfg: dict[str, Any], out_dir: Path, console: Console) -> 
             raise ConfigError("train=rrm needs an in-process model for its features: backend=hf")
         features_path = Path(job.features_cache or Path("runs") / "features" / "features.sqlite")
         frozen = FrozenFeatures(backend.path, features_path, model=backend.model, tokenizer=backend.tokenizer,
-                                batch_size=job.feature_batch)
+                                batch_size=job.feature_batch, use_chat_template=backend.use_chat_template)
 
         def say(message: str, done: int, total: int) -> None:
             progress.update(task, description=message)

@@ -10,9 +10,11 @@ text, rejected text) and leaves under `out_dir`:
   its provenance and `result.json` (losses, how far the adapter moved);
 - `loss.png`: the loss curve; `log.jsonl`: every logged step.
 
-What proves a run did something: the first and last logged loss, and the norm of the adapter's
-change from its initial state (LoRA's B matrices start at zero, so an untrained adapter is the base
-model exactly).
+What proves a run did something: the first and last logged loss, the norm of the adapter's change
+from its initial state (LoRA's B matrices start at zero, so an untrained adapter is the base model
+exactly), and, on the pairs of the `eval_fraction` of questions held out of training, the DPO loss
+(log 2 for the untrained adapter) and the share of pairs whose chosen answer the trained adapter
+rewards more (trl's `rewards/accuracies`; 0 for the untrained adapter, where every margin is 0).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class DPOConfig(BaseModel):
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=384, ge=16, description="tokens of prompt + answer; longer pairs lose their start")
     save_steps: int = Field(default=5, ge=1)
+    eval_fraction: float = Field(default=0.2, ge=0, lt=1, description="share of the pairs' questions held out: "
+                                 "the trained adapter's DPO loss and preference accuracy on pairs it never saw")
     seed: int = 0
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (null: torch's default)")
 
@@ -63,6 +67,11 @@ class DPOResult(BaseModel):
     last_loss: float | None
     adapter_delta_norm: float
     seconds: float
+    train_pairs: int | None = None
+    eval_pairs: int = 0
+    eval_loss: float | None = None  # DPO loss of the trained adapter on the held-out pairs (log 2 before training)
+    eval_accuracy: float | None = None  # held-out pairs whose chosen answer gets the higher implicit reward
+    eval_margin: float | None = None  # mean implicit reward margin (chosen - rejected) on them
 
 
 def train_dpo(pairs: Sequence[Pair | dict], base_path: str, out_dir: str | Path, cfg: DPOConfig | None = None, *,
@@ -92,9 +101,10 @@ def train_dpo(pairs: Sequence[Pair | dict], base_path: str, out_dir: str | Path,
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    rows = [{"prompt": p.prompt, "chosen": [{"role": "assistant", "content": p.chosen}],
-             "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs]
-    data = [p.model_dump() for p in pairs]
+    train_pairs, eval_pairs = split_pairs(pairs, cfg.eval_fraction, cfg.seed)
+    rows, eval_rows = _rows(train_pairs), _rows(eval_pairs)
+    data = [{**p.model_dump(), "split": "train"} for p in train_pairs] + \
+        [{**p.model_dump(), "split": "eval"} for p in eval_pairs]
     identity = base_identity or weights_fingerprint(base_path)
     args = TrlDPOConfig(
         output_dir=str(checkpoints), per_device_train_batch_size=cfg.batch_size,
@@ -112,6 +122,7 @@ def train_dpo(pairs: Sequence[Pair | dict], base_path: str, out_dir: str | Path,
     initial = _adapter_state(trainer.model)
     resume = _last_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    held = trainer.evaluate(Dataset.from_list(eval_rows)) if eval_rows else {}
     adapter = out_dir / "adapter"
     trainer.model.save_pretrained(str(adapter))
     tokenizer.save_pretrained(str(adapter))
@@ -128,11 +139,31 @@ def train_dpo(pairs: Sequence[Pair | dict], base_path: str, out_dir: str | Path,
                        resumed_from=str(resume) if resume else None, losses=all_losses,
                        first_loss=all_losses[0][1] if all_losses else None,
                        last_loss=all_losses[-1][1] if all_losses else None,
-                       adapter_delta_norm=delta, seconds=round(time.perf_counter() - started, 1))
+                       adapter_delta_norm=delta, seconds=round(time.perf_counter() - started, 1),
+                       train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), eval_loss=held.get("eval_loss"),
+                       eval_accuracy=held.get("eval_rewards/accuracies"), eval_margin=held.get("eval_rewards/margins"))
     write_provenance(adapter, config=cfg.model_dump(), data=data, base_model=identity,
                      extra={"result": result.model_dump(exclude={"losses"})})
     (adapter / "result.json").write_text(result.model_dump_json(indent=2))
     return result
+
+
+def split_pairs(pairs: Sequence[Pair], fraction: float, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
+    """Hold out `fraction` of the pairs' questions (`meta["question"]`, else each pair on its own),
+    drawn by seed, so held-out pairs share no prompt with the training ones. Fewer than one whole
+    question's worth: nothing is held out."""
+    import hashlib
+
+    groups = list(dict.fromkeys(str(p.meta.get("question", i)) for i, p in enumerate(pairs)))
+    n_eval = int(len(groups) * fraction)
+    held = set(sorted(groups, key=lambda g: hashlib.sha256(f"{seed}|{g}".encode()).hexdigest())[:n_eval])
+    keys = [str(p.meta.get("question", i)) for i, p in enumerate(pairs)]
+    return [p for p, k in zip(pairs, keys) if k not in held], [p for p, k in zip(pairs, keys) if k in held]
+
+
+def _rows(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
+    return [{"prompt": p.prompt, "chosen": [{"role": "assistant", "content": p.chosen}],
+             "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs]
 
 
 def plot_loss(losses: list[tuple[int, float]], path: str | Path, title: str = "loss") -> Path:

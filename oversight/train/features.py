@@ -38,7 +38,7 @@ class FrozenFeatures:
     with a backend) or are loaded from `path` (a local transformers directory)."""
 
     def __init__(self, path: str, cache_path: str | Path, *, model: Any = None, tokenizer: Any = None,
-                 batch_size: int = 32, device: str = "cpu"):
+                 batch_size: int = 32, device: str = "cpu", use_chat_template: bool = True):
         self.path = path
         self.identity = weights_fingerprint(path)
         if model is None or tokenizer is None:
@@ -46,6 +46,7 @@ class FrozenFeatures:
 
             model, tokenizer = load_model(path, "float32", device)
         self.model, self.tokenizer = model, tokenizer
+        self.use_chat_template = use_chat_template and getattr(tokenizer, "chat_template", None) is not None
         self.batch_size = batch_size
         self.device = device
         self.cache_path = Path(cache_path)
@@ -73,6 +74,15 @@ class FrozenFeatures:
             if on_batch:
                 on_batch(len(batch))
         return [found[k] for k in keys]
+
+    def chat_prefix(self, messages: list[dict[str, str]], prefix: str = "") -> str:
+        """The text an in-process backend feeds this model for a call with these messages and answer
+        prefix (oversight.backends.base.render_chat), so features can be read where a role reads."""
+        from oversight.backends.base import render_chat
+        from oversight.types import Call
+
+        call = Call(kind="loglikelihood", messages=tuple(messages), prefix=prefix, candidates=("",))
+        return render_chat(self.tokenizer, call, self.use_chat_template)
 
     def close(self) -> None:
         with self._lock:

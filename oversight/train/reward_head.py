@@ -107,10 +107,11 @@ class RewardHead:
         return head
 
 
-def performance_gap_recovered(weak: float, floor: float, ceiling: float) -> float:
-    """Burns et al. (2023): (weak - floor) / (ceiling - floor); NaN when the ceiling is not above the floor."""
+def performance_gap_recovered(weak: float, floor: float, ceiling: float, min_gap: float = 1e-9) -> float:
+    """Burns et al. (2023): (weak - floor) / (ceiling - floor); NaN when the ceiling is not above the
+    floor by at least `min_gap` (a smaller gap makes the ratio noise: 0.025 apart gives PGR 4)."""
     gap = ceiling - floor
-    return (weak - floor) / gap if gap > 1e-9 else float("nan")
+    return (weak - floor) / gap if gap >= min_gap else float("nan")
 
 
 def best_of_n_accuracy(rewards: Sequence[Sequence[float]], good: Sequence[Sequence[bool]], n: int) -> float:
