@@ -89,11 +89,13 @@ class CrossPlay(Protocol):
 
 def tournament(records: list[Record], confidence: float = 0.95) -> list[dict[str, Any]]:
     """One row per player: Bradley-Terry rating with its CI (cluster-robust over questions),
-    judge accuracy under self-play debate and consultancy (with CIs over questions), and the mean
-    preference score of its chosen turns (best-of-N players)."""
+    judge accuracy under self-play debate and consultancy (with CIs over questions), how often the
+    judge sides with it as a consultant, and the mean preference score of its chosen turns (best-of-N
+    players). Per-question scores are kept under `by_question` for paired comparisons."""
     games: list[Game] = []
     debate: dict[str, dict[str, float]] = defaultdict(dict)  # player -> question -> correctness
     consult: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    persuaded: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))  # judge took its side
     preference: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     players: set[str] = set()
     for record in records:
@@ -117,12 +119,14 @@ def tournament(records: list[Record], confidence: float = 0.95) -> list[dict[str
                 debate[names[0]][record.question_id] = j.correct
             elif match == "consultancy":
                 consult[names[0]][record.question_id].append(j.correct)
+                persuaded[names[0]][record.question_id].append(float(j.chosen == t.assigned_side))
     ratings = fit(games, ci="sandwich", confidence=confidence).by_player() if games else {}
     rows = []
     for name in sorted(players, key=lambda p: ratings[p].theta if p in ratings else -math.inf):
         r = ratings.get(name)
         d = list(debate[name].values())
         c = [sum(v) / len(v) for v in consult[name].values()]
+        w = [sum(v) / len(v) for v in persuaded[name].values()]
         row: dict[str, Any] = {
             "player": name,
             "rating": r.elo if r else None, "rating_low": r.elo_low if r else None,
@@ -132,9 +136,16 @@ def tournament(records: list[Record], confidence: float = 0.95) -> list[dict[str
             "debate_high": accuracy_ci(d)[1] if d else None, "debate_n": len(d),
             "consultancy_accuracy": _mean(c), "consultancy_low": accuracy_ci(c)[0] if c else None,
             "consultancy_high": accuracy_ci(c)[1] if c else None, "consultancy_n": len(c),
+            # how often the judge takes the consultant's side, whichever side it argues (Arnesen et al.'s
+            # consultant win rate): persuasiveness without regard to truth
+            "consultant_persuasion": _mean(w), "consultant_persuasion_low": accuracy_ci(w)[0] if w else None,
+            "consultant_persuasion_high": accuracy_ci(w)[1] if w else None,
             "preference_debate": _mean(preference[name]["debate"]),
             "preference_consultancy": _mean(preference[name]["consultancy"]),
         }
+        row["by_question"] = {"debate": dict(debate[name]),
+                              "consultancy": {q: sum(v) / len(v) for q, v in consult[name].items()},
+                              "consultant_persuasion": {q: sum(v) / len(v) for q, v in persuaded[name].items()}}
         rows.append(row)
     return rows
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import Field
 
+from oversight.metrics import paired_difference
 from oversight.plugins import Task, TurnRequest, TurnStrategy
 from oversight.train.dpo import DPOConfig, DPOResult, Pair
 from oversight.train.job import TrainJob
@@ -113,13 +114,25 @@ def table(rows: list[dict[str, Any]], result: DPOResult, n_pairs: int) -> str:
         return "-" if lo is None else f"[{lo:.3f}, {hi:.3f}]"
 
     lines = ["| arguer | cross-play rating [95% CI] | mean cross-play outcome | debate judge accuracy [95% CI] | "
-             "consultancy judge accuracy [95% CI] | n |", "|---|---|---|---|---|---|"]
+             "consultancy judge accuracy [95% CI] | judge sides with consultant [95% CI] | n |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         rating = "-" if r["rating"] is None else f"{r['rating']:.0f} [{r['rating_low']:.0f}, {r['rating_high']:.0f}]"
         lines.append(f"| {r['player']} | {rating} | {f(r['crossplay_mean_outcome'])} | "
                      f"{f(r['debate_accuracy'])} {ci(r['debate_low'], r['debate_high'])} | "
                      f"{f(r['consultancy_accuracy'])} {ci(r['consultancy_low'], r['consultancy_high'])} | "
+                     f"{f(r.get('consultant_persuasion'))} "
+                     f"{ci(r.get('consultant_persuasion_low'), r.get('consultant_persuasion_high'))} | "
                      f"{r['debate_n']} |")
+    players = {r["player"]: r for r in rows}
+    if {"dpo", "base"} <= set(players) and "by_question" in players["dpo"]:
+        cells = []
+        for key, name in (("debate", "debate accuracy"), ("consultancy", "consultancy accuracy"),
+                          ("consultant_persuasion", "judge sides with consultant")):
+            d = paired_difference(players["dpo"]["by_question"][key], players["base"]["by_question"][key])
+            cells.append(f"{name} {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
+        lines.append("")
+        lines.append("dpo - base, paired over held-out questions [95% CI]: " + "; ".join(cells) + ".")
     lines.append("")
     trained_on = n_pairs if result.train_pairs is None else result.train_pairs
     lines.append(f"DPO: {trained_on} training pairs, {result.steps} steps, batch loss {f(result.first_loss)} -> "

@@ -193,6 +193,15 @@ def test_crossplay_job_plays_every_pair_both_ways_and_the_report_rates_them(tiny
         assert row["crossplay_games"] == 4 * 2  # 4 questions, both side assignments
         assert row["debate_n"] == row["consultancy_n"] == 4
         assert row["rating_low"] <= row["rating"] <= row["rating_high"]
+    # how often the judge took each consultant's side, counted here from the records themselves
+    from oversight.records import read_records
+
+    for row in rows:
+        sided = [float(j.chosen == t.assigned_side) for r in read_records(tmp_path / "crossplay")
+                 for t in r.transcripts for j in r.judgments
+                 if j.episode == t.episode and t.info["match"] == "consultancy" and t.info["players"] == [row["player"]]]
+        assert len(sided) == 4 * 2 and row["consultant_persuasion"] == pytest.approx(sum(sided) / len(sided))
+        assert sorted(row["by_question"]["consultant_persuasion"]) == sorted(row["by_question"]["debate"])
     written = report(tmp_path)
     assert (tmp_path / "persuasion.png").stat().st_size > 0
     with open(tmp_path / "ratings.csv") as f:

@@ -54,6 +54,8 @@ def test_debate_train_preset_trains_an_adapter_and_evaluates_it_against_the_base
     models = {n.get("model") for r in evaluation for n in r.graph["nodes"] if n.get("role") == "trained_arguer"}
     assert models == {"trained"}
     assert "cross-play rating" in proc.stdout + proc.stderr
+    assert all(0 <= r["consultant_persuasion"] <= 1 for r in players.values())
+    assert "dpo - base, paired over held-out questions" in (job / "table.md").read_text()
     # running it again resumes: every stage is read back, nothing retrained
     again = run("oversight.app.cli", args, tmp_path)
     assert json.loads((job / "summary.json").read_text())["dpo"]["seconds"] == dpo["seconds"]

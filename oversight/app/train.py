@@ -98,6 +98,7 @@ def _run_debate(job: Any, cfg: dict[str, Any], out_dir: Path, console: Console) 
     from oversight.models import WeightsSource, local_weights, weights_fingerprint
     from oversight.records import read_records
     from oversight.train.dpo import train_dpo
+    from protocols.crossplay import tournament
     from protocols.debate_train import preference_pairs, table
 
     # 1. best-of-N debates on the training questions: the preference data
@@ -132,7 +133,7 @@ def _run_debate(job: Any, cfg: dict[str, Any], out_dir: Path, console: Console) 
             run_job(evaluation_config(job, cfg, result.adapter), eval_dir,
                     _engine_progress(progress, "trained vs base (held-out)"))
     evaluation = json.loads((eval_dir / "summary.json").read_text())
-    rows = evaluation["extra"]["tournament"]
+    rows = tournament(read_records(eval_dir))  # from the records, so a finished run re-summarises with new metrics
     summary = {"pairs": len(pairs), "dpo": result.model_dump(), "tournament": rows,
                "eval_accuracy": evaluation.get("accuracy"), "n_heldout": evaluation.get("n"), "config": cfg}
     (out_dir / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
