@@ -13,9 +13,11 @@ item, and the reward model trained at level k is the assistant that helps label 
 
 At every level a reward model is a logistic-regression head (oversight.train.reward_head) on frozen
 features of the embedded model (oversight.train.features): for a claim "a + b = c", the
-log-likelihood of c after "a + b =" minus that of c - 1 and c + 1, that log-likelihood itself, and
-the last hidden state; for a working, the same per step, pooled (min and mean margins, mean hidden
-state; `features=margins` keeps the log-likelihood features alone). It is trained on the level's
+log-likelihood of c after "a + b =" minus that of c - 1 and c + 1 (min and mean) and that
+log-likelihood itself, read where the level-0 checker reads them (after its chat prompt;
+`feature_prompt=plain`: after the bare "a + b ="); for a working, the step rows pooled (min and
+mean). `features=all` adds the last hidden state (576 numbers), which the heads overfit at these
+sizes (docs/training.md has both tables). It is trained on the level's
 labels for the training split (never the ground truth) and scored against the ground truth on the
 held-out split (split by seed). Two reference heads frame it (Burns et al. 2023): the floor, trained
 on the judge's verdicts with no assistance at all, and the ceiling, trained on the ground truth;
@@ -71,8 +73,8 @@ class RRMTrainConfig(TrainJob):
     floor: bool = Field(default=True, description="also train the floor head on the judge's unassisted verdicts")
     head: HeadConfig = Field(default_factory=HeadConfig)
     feature_batch: int = Field(default=64, ge=1)
-    features: Literal["all", "margins"] = Field(default="all", description="all: log-likelihood margins and "
-                                                "hidden states; margins: the log-likelihood features alone")
+    features: Literal["margins", "all"] = Field(default="margins", description="margins: the log-likelihood "
+                                                "features alone; all: also the last hidden state")
     feature_prompt: Literal["checker", "plain"] = Field(
         default="checker", description="checker: read the features where the level-0 checker reads (its chat "
         "prompt, then 'a + b ='); plain: from the bare text 'a + b ='")
