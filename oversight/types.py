@@ -210,6 +210,8 @@ class Record(BaseModel):
     reward_option: int | None = None
     protocol: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    context: str | None = Field(default=None, description="the question's hidden passage, kept so the record is "
+                                "complete on its own (what the judge saw of it is in each transcript's `passage`)")
     transcripts: list[Transcript] = Field(default_factory=list)
     judgments: list[Judgment] = Field(default_factory=list)
     correct: float | None = Field(default=None, description="mean correctness over this question's episodes")

@@ -100,8 +100,8 @@ def test_report_of_a_sweep_holds_its_comparison_and_every_question(sweep):
                    [[o.p for o in j.orders] for j in record.judgments]
             assert len(page["graph"]["nodes"]) == len(record.graph["nodes"])
             assert len(page["graph"]["edges"]) == len(record.graph["edges"])
-            # the hidden passage comes back from the task config, and the judge's view says whether it saw it
-            assert record.metadata["subject"] in page["passage"]
+            # the hidden passage is kept in the record, and the judge's view says whether it saw it
+            assert record.context and record.metadata["subject"] in record.context and page["passage"] == record.context
             assert page["passage_seen_by_judge"] == (read_summary(job)["protocol"] == "direct+passage")
             for t_page, t in zip(page["transcripts"], record.transcripts):
                 for turn_page, turn in zip(t_page["turns"], t.turns):
@@ -127,3 +127,33 @@ def test_report_of_a_single_job_and_bad_directories(sweep, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "oversight.app.report", str(empty)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and f"{empty}: no summary.json found" in proc.stderr
+
+
+def test_passage_comes_from_the_record_and_older_records_regenerate_it(sweep, tmp_path):
+    import shutil
+
+    job = next(p.parent for p in sweep.rglob("summary.json") if "protocol=consultancy" in str(p))
+    records = read_records(job)
+
+    def page_passages(directory: Path) -> list:
+        build(directory)
+        return [read_data(directory / "report" / "data" / "q" / "0" / f"{n}.js")[1] for n in range(len(records))]
+
+    # a record is complete on its own: with the task config gone from summary.json, the passage still shows
+    alone = tmp_path / "alone"
+    shutil.copytree(job, alone)
+    summary = json.loads((alone / "summary.json").read_text())
+    summary["config"]["task"] = {"_target_": "no.such.Task"}
+    (alone / "summary.json").write_text(json.dumps(summary))
+    assert [p["passage"] for p in page_passages(alone)] == [r.context for r in records]
+    # records written before the passage was kept: it is regenerated from the task config...
+    old = tmp_path / "old"
+    shutil.copytree(job, old)
+    lines = [json.loads(line) for line in (old / "records.jsonl").read_text().splitlines()]
+    (old / "records.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "context"}) + "\n"
+                                               for r in lines))
+    assert [p["passage"] for p in page_passages(old)] == [r.context for r in records]
+    # ...and where that task cannot be re-read, the page says why instead of showing nothing silently
+    (old / "summary.json").write_text(json.dumps(summary))
+    notes = {p["passage_note"] for p in page_passages(old)}
+    assert len(notes) == 1 and "the task could not be re-read to show the passage" in notes.pop()

@@ -167,7 +167,9 @@ def _write_job(index: int, job_dir: Path, root: Path, out: Path, tasks: "_TaskCa
     summary = read_summary(job_dir)
     records = read_records(job_dir)
     rel = str(job_dir.relative_to(root)) or "."
-    contexts, context_note = tasks.contexts(summary.get("config", {}).get("task"))
+    # records written since the passage was kept in them need no task: older ones regenerate it
+    contexts, context_note = ({}, None) if all(r.context for r in records) else \
+        tasks.contexts(summary.get("config", {}).get("task"))
     humans = _human_rows(job_dir)
     costs = call_costs(r.graph for r in records)
     qdir = out / "data" / "q" / str(index)
@@ -175,7 +177,7 @@ def _write_job(index: int, job_dir: Path, root: Path, out: Path, tasks: "_TaskCa
     entries = []
     for n, record in enumerate(records):
         people = humans.get(record.question_id, [])
-        page = question_page(record, contexts.get(record.question_id), context_note, people)
+        page = question_page(record, record.context or contexts.get(record.question_id), context_note, people)
         page.update(job=index, n=n)
         _write_data(qdir / f"{n}.js", f"q/{index}/{n}", page)
         entries.append(_index_entry(n, record, people))
@@ -291,8 +293,8 @@ def _human_rows(job_dir: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 class _TaskCache:
-    """The hidden passages are not in records.jsonl: the task is regenerated (or re-read) from the
-    job's config, once per distinct task config in the sweep."""
+    """For records written before `Record.context` kept the hidden passage: the task is regenerated
+    (or re-read) from the job's config, once per distinct task config in the sweep."""
 
     def __init__(self):
         self._seen: dict[str, tuple[dict[str, str], str | None]] = {}
