@@ -47,26 +47,42 @@ KILLER = textwrap.dedent("""
     from test_train_dpo import _pairs
     from oversight.train.dpo import DPOConfig, train_dpo
 
-    class KillAfterFirstCheckpoint(TrainerCallback):  # the 'crash': SIGKILL right after checkpoint-2 is saved
+    class KillAfterCheckpoint(TrainerCallback):  # the 'crash': SIGKILL right after checkpoint-{step} is saved
         def on_save(self, args, state, control, **kwargs):
-            if {kill} and state.global_step == 2:
+            if {kill} and state.global_step == {step}:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     cfg = DPOConfig(max_steps=4, batch_size=2, learning_rate=5e-3, save_steps=2, lora_r=4, lora_alpha=8)
     r = train_dpo(_pairs(4), {model!r}, {out!r}, cfg, progress=False,
-                  callbacks=[KillAfterFirstCheckpoint()])
+                  callbacks=[KillAfterCheckpoint()])
     print("RESULT", r.model_dump_json())
 """)
 
 
+def _run_killer(model: Path, out: Path, kill: bool, step: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    script = KILLER.format(tests=str(Path(__file__).parent), kill=kill, step=step, model=str(model), out=str(out))
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_run_killed_after_its_last_checkpoint_resumes_without_training_further(tiny_model_dir, tmp_path):
+    out = tmp_path / "dpo"
+    first = _run_killer(tiny_model_dir, out, kill=True, step=4)  # every step done, the adapter not yet written
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    assert not (out / "adapter").exists()
+    second = _run_killer(tiny_model_dir, out, kill=False, step=4)
+    assert second.returncode == 0, second.stderr[-2000:]
+    result = json.loads(second.stdout.split("RESULT", 1)[1])
+    assert result["resumed_from"].endswith("checkpoint-4") and result["steps"] == 4
+    assert [s for s, _ in result["losses"]] == [1, 2, 3, 4]  # no fifth step
+    assert result["adapter_delta_norm"] > 0  # the adapter written is the trained one, read from the checkpoint
+
+
 def test_killed_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
     out = tmp_path / "dpo"
-    path = os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}
 
     def run(kill: bool) -> subprocess.CompletedProcess:
-        script = KILLER.format(tests=str(Path(__file__).parent), kill=kill, model=str(tiny_model_dir), out=str(out))
-        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+        return _run_killer(tiny_model_dir, out, kill, step=2)
 
     first = run(kill=True)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]

@@ -32,7 +32,8 @@ from oversight.records import SUMMARY, read_records, read_summary
 
 COLUMNS = ["job", "player", "rating", "rating_low", "rating_high", "crossplay_games", "crossplay_mean_outcome",
            "debate_accuracy", "debate_low", "debate_high", "debate_n", "consultancy_accuracy", "consultancy_low",
-           "consultancy_high", "consultancy_n", "preference_debate", "preference_consultancy"]
+           "consultancy_high", "consultancy_n", "consultant_persuasion", "consultant_persuasion_low",
+           "consultant_persuasion_high", "preference_debate", "preference_consultancy"]
 
 
 def report(directory: str | Path, console: Console | None = None) -> list[dict[str, Any]]:
