@@ -86,7 +86,8 @@ async def check(ctx: Context, claim: Claim, level: int, path: str) -> Check:
     if level == 0 or not claim.claims:
         candidates = [claim.value] + [a for a in claim.alternatives if a != claim.value]
         out = await ctx.loglikelihood(
-            "checker", checker_messages(claim.question), [" " + c for c in candidates], prefix=claim.prefix, label="check", level=0, claim=claim.text, path=path)
+            "checker", checker_messages(claim.question), [" " + c for c in candidates], prefix=claim.prefix,
+            label="check", level=0, claim=claim.text, path=path)
         p = softmax(out.logprobs)
         ok = p[0] >= max(p[1:], default=0.0)
         ctx.graph.set(out.node, ok=ok, p_claim=p[0])
