@@ -32,6 +32,9 @@ SYSTEM = "You are a careful judge. Decide which answer to the question is correc
 class ModelJudge(Judge):
     kind: Literal["logprob", "likelihood", "generative"]
     role: str = "judge"
+    fallback_role: str | None = Field(default=None, description="the role whose model answers when `role` is "
+                                      "not bound in `roles` (e.g. a preference model: the judge's model)")
+    label: str = Field(default="judge", description="graph label of this judge's calls")
     both_orders: bool = True
     answer_prefix: str = "auto"  # "auto": the task's cloze stem if any, else "Answer:"
     temperature: float = Field(default=1.0, gt=0.0)  # softmax temperature over option scores
@@ -46,32 +49,38 @@ class ModelJudge(Judge):
         return judgment
 
     async def _judge_order(self, question: Question, transcript: Transcript, order: list[int], ctx: Context):
-        kind = self.kind
+        kind, role = self.kind, self._role(ctx)
         deps = [t.node for t in transcript.turns if t.node]
         text = render(question, transcript, order, show_options=kind != "likelihood")
         if kind == "likelihood":
             prefix = self._prefix(question)
-            out = await ctx.loglikelihood(self.role, _messages(text), [" " + o for o in question.options],
-                                          prefix=prefix, deps=deps, label="judge", order=order,
+            out = await ctx.loglikelihood(role, _messages(text), [" " + o for o in question.options],
+                                          prefix=prefix, deps=deps, label=self.label, order=order,
                                           episode=transcript.episode)
-            return OrderJudgment(order=order, p=softmax(out.logprobs, self.temperature))
+            return OrderJudgment(order=order, p=softmax(out.logprobs, self.temperature), node=out.node)
         if kind == "logprob":
             letters = [" " + LETTERS[i] for i in range(len(order))]
-            out = await ctx.next_token(self.role, _messages(text + "\n\nAnswer with the letter of the correct option."),
-                                       letters, prefix="Answer:", deps=deps, label="judge", order=order,
+            out = await ctx.next_token(role, _messages(text + "\n\nAnswer with the letter of the correct option."),
+                                       letters, prefix="Answer:", deps=deps, label=self.label, order=order,
                                        episode=transcript.episode)
             shown = softmax(out.logprobs, self.temperature)
-            return OrderJudgment(order=order, p=_to_original(shown, order))
+            return OrderJudgment(order=order, p=_to_original(shown, order), node=out.node)
         prompt = text + (f"\n\nThink briefly, then finish with a line 'Answer: X' where X is one of "
                          f"{', '.join(LETTERS[: len(order)])}.")
-        out = await ctx.generate(self.role, _messages(prompt),
+        out = await ctx.generate(role, _messages(prompt),
                                  params=SamplingParams(max_new_tokens=self.max_new_tokens),
-                                 deps=deps, label="judge", order=order, episode=transcript.episode)
+                                 deps=deps, label=self.label, order=order, episode=transcript.episode)
         letter = parse_letter(out.text, len(order))
         if letter is None:
-            return OrderJudgment(order=order, p=[], parse_failed=True, raw=out.text)
+            return OrderJudgment(order=order, p=[], parse_failed=True, raw=out.text, node=out.node)
         shown = [1.0 if i == letter else 0.0 for i in range(len(order))]
-        return OrderJudgment(order=order, p=_to_original(shown, order), raw=out.text)
+        return OrderJudgment(order=order, p=_to_original(shown, order), raw=out.text, node=out.node)
+
+    def _role(self, ctx: Context) -> str:
+        roles = ctx.engine.roles
+        if self.fallback_role and self.role not in roles and self.fallback_role in roles:
+            return self.fallback_role
+        return self.role
 
     def _prefix(self, question: Question) -> str:
         return question.prefix if self.answer_prefix == "auto" else self.answer_prefix

@@ -172,6 +172,7 @@ class OrderJudgment(BaseModel):
     p: list[float] = Field(description="probabilities in the ORIGINAL option order")
     parse_failed: bool = False
     raw: str | None = None
+    node: str | None = Field(default=None, description="the call graph node of the judge's call for this order")
 
 
 class Judgment(BaseModel):

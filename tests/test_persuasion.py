@@ -16,9 +16,10 @@ from oversight.backends.hf import HFBackend
 from oversight.engine import Engine
 from oversight.errors import ConfigError
 from oversight.metrics import softmax
-from oversight.plugins import Protocol, TurnRequest, TurnStrategy, build
+from oversight.plugins import Judge, Protocol, TurnRequest, TurnStrategy, build
 from oversight.quotes import sentences
 from oversight.tasks.hidden_passage import generate as hidden_passage
+from oversight.types import Judgment
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -86,6 +87,48 @@ def test_best_of_n_keeps_the_highest_scored_candidate_and_every_candidate_is_a_n
                 assert scores[k] == pytest.approx(recomputed)
     # all candidates of all questions are asked together: one batch per stage, not one per draw
     assert engine.stats.batches <= 4
+
+
+class LatestDrawPreferenceDouble(Judge):
+    """Test double: a preference judge that gives the speaker's side 0.1 + 0.2 x the candidate's draw
+    number (the seed of its generate call), so best-of-N must keep the last draw."""
+
+    name: str = "latest-draw-double"
+
+    async def judge(self, question, transcript, ctx):
+        last = transcript.turns[-1]
+        p = 0.1 + 0.2 * ctx.graph.g.nodes[last.node]["call"]["params"]["seed"]  # free text: seed = draw
+        probs = [p, 1 - p] if last.side == 0 else [1 - p, p]
+        return Judgment(judge=self.name, p=probs, chosen=0, correct=float(question.correct == 0))
+
+
+def test_the_preference_model_is_a_judge_plugin(hf):
+    spec = best_of_n(3, inner=conf("protocol/strategy/free.yaml") | {"word_limit": 12})
+    spec["preference"] = {"_target_": f"{__name__}.LatestDrawPreferenceDouble"}
+    outcomes, _ = run(hf, protocol_spec("debate", spec), n=2)
+    for o in outcomes:
+        g = o.graph.g
+        (transcript,), _ = o.value
+        assert not nodes(o.graph, "preference")  # the double makes no model call
+        for turn in transcript.turns:
+            step = g.nodes[turn.node]
+            assert step["scores"] == pytest.approx([0.1, 0.3, 0.5]) and step["chosen"] == 2
+            assert turn.text == step["output"]
+
+
+def test_preference_role_falls_back_to_the_judges_model_only_when_unbound(hf):
+    from judges.model import ModelJudge
+
+    preference = build(conf("protocol/strategy/best_of_n.yaml")["preference"], "preference", Judge)
+    assert isinstance(preference, ModelJudge) and preference.label == "preference"
+
+    class Ctx:  # what _role reads of a Context: the engine's role bindings
+        def __init__(self, roles):
+            self.engine = Engine({"default": hf}, roles=roles)
+
+    assert preference._role(Ctx({})) == "preference"  # the default model either way
+    assert preference._role(Ctx({"judge": "default"})) == "judge"
+    assert preference._role(Ctx({"judge": "default", "preference": "default"})) == "preference"
 
 
 def test_quote_draws_sample_passage_sentences_and_draw_none_is_the_best(hf):
