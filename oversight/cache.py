@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from oversight.types import Call, CallResult
 
@@ -21,40 +22,61 @@ def call_key(model_identity: str, call: Call) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class CallCache:
-    """SQLite-backed; safe for several processes (WAL) and threads (one lock)."""
+class SQLiteStore:
+    """Key -> value rows of one SQLite table; safe for several processes (WAL) and threads (one lock).
+    The call cache and the feature cache (oversight.train.features) are both one."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, table: str, column: str, kind: str = "TEXT"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.table, self.column = table, column
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, result TEXT NOT NULL)")
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, {column} {kind} NOT NULL)")
         self._db.commit()
 
-    def get_many(self, keys: list[str]) -> dict[str, CallResult]:
-        found: dict[str, CallResult] = {}
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                for key, value in self._db.execute(f"SELECT key, result FROM calls WHERE key IN ({marks})", chunk):
-                    found[key] = CallResult.model_validate_json(value)
+                query = f"SELECT key, {self.column} FROM {self.table} WHERE key IN ({marks})"
+                found.update(self._db.execute(query, chunk))
         return found
 
-    def put_many(self, items: dict[str, CallResult]) -> None:
-        rows = [(k, v.model_dump_json(exclude={"cached"})) for k, v in items.items() if v.ok]
+    def put_many(self, rows: list[tuple[str, Any]]) -> None:
         if not rows:
             return
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO calls (key, result) VALUES (?, ?)", rows)
+            self._db.executemany(f"INSERT OR REPLACE INTO {self.table} (key, {self.column}) VALUES (?, ?)", rows)
             self._db.commit()
 
     def __len__(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+            return self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class CallCache:
+    """Successful call results by `call_key`, in SQLite (one `SQLiteStore`)."""
+
+    def __init__(self, path: str | Path):
+        self.store = SQLiteStore(path, "calls", "result")
+        self.path = self.store.path
+
+    def get_many(self, keys: list[str]) -> dict[str, CallResult]:
+        return {k: CallResult.model_validate_json(v) for k, v in self.store.get_many(keys).items()}
+
+    def put_many(self, items: dict[str, CallResult]) -> None:
+        self.store.put_many([(k, v.model_dump_json(exclude={"cached"})) for k, v in items.items() if v.ok])
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def close(self) -> None:
+        self.store.close()

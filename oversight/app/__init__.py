@@ -7,10 +7,11 @@ package) never imports from here, nor from `protocols` or `judges`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from oversight.errors import ConfigError
+from oversight.errors import ConfigError, OversightError
 
 #: the Hydra config tree: config groups protocol/, judge/, model/, backend/, task/, experiment/;
 #: `oversight/conf` in an installed wheel (setup.py copies it there), else the checkout's `conf/`
@@ -30,3 +31,13 @@ def group_config(group: str, name: str) -> dict[str, Any]:
     assert isinstance(cfg, dict), path
     cfg.pop("defaults", None)
     return cfg
+
+
+def exit_code(prog: str, action: Callable[[], Any]) -> int:
+    """Run a command-line tool's work: 0, or 2 after one line `prog: what was wrong` on stderr."""
+    try:
+        action()
+    except (OversightError, FileNotFoundError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from oversight.app import exit_code
 from oversight.errors import OversightError
 from oversight.metrics import paired_difference, question_scores
 from oversight.plugins import TARGET, Judge, JudgeReport, build
@@ -274,14 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", help="protocol label, job directory name or one of a job's overrides "
                                            "(protocol.max_depth=0) to pair differences against")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         compare(args.sweep_dir, args.baseline or DEFAULT_BASELINE, strict=args.baseline is not None)
         for job in all_failed(args.sweep_dir):
             print(f"oversight-compare: every question failed in {job}", file=sys.stderr)
-    except (OversightError, FileNotFoundError) as exc:
-        print(f"oversight-compare: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_code("oversight-compare", work)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oversight.app import exit_code
 from oversight.app.compare import disambiguate_labels
 from oversight.errors import OversightError
 from oversight.records import SUMMARY, read_summary
@@ -65,12 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", help="a sweep directory under runs/ (or any directory of finished jobs)")
     parser.add_argument("--keys", help="comma-separated extra metrics to show (default: every scalar one)")
     args = parser.parse_args(argv)
-    try:
-        print(extras_table(args.directory, args.keys.split(",") if args.keys else None), end="")
-    except (OversightError, FileNotFoundError) as exc:
-        print(f"oversight.app.extras: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    keys = args.keys.split(",") if args.keys else None
+    return exit_code("oversight.app.extras", lambda: print(extras_table(args.directory, keys), end=""))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Any
 
 from rich.console import Console
 
+from oversight.app import exit_code
 from oversight.errors import OversightError
 from oversight.records import SUMMARY, read_records, read_summary
 
@@ -173,15 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-of-n", action="store_true",
                         help="instead: the preference of chosen turns in every job with best-of-N turns")
     args = parser.parse_args(argv)
-    try:
-        if args.best_of_n:
-            print(best_of_n_table(args.directory))
-        else:
-            report(args.directory)
-    except (OversightError, FileNotFoundError) as exc:
-        print(f"persuasion: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    if args.best_of_n:
+        return exit_code("persuasion", lambda: print(best_of_n_table(args.directory)))
+    return exit_code("persuasion", lambda: report(args.directory))
 
 
 if __name__ == "__main__":

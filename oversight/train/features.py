@@ -14,14 +14,13 @@ runs and reruns.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from oversight.cache import SQLiteStore
 from oversight.models import weights_fingerprint
 
 
@@ -49,26 +48,22 @@ class FrozenFeatures:
         self.use_chat_template = use_chat_template and getattr(tokenizer, "chat_template", None) is not None
         self.batch_size = batch_size
         self.device = device
-        self.cache_path = Path(cache_path)
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.cache_path), timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-        self._db.commit()
+        self._store = SQLiteStore(cache_path, "features", "value", "BLOB")
+        self.cache_path = self._store.path
         self.extracted = 0  # pairs computed by the model (not read from the cache) by this instance
 
     def pairs(self, pairs: Sequence[tuple[str, str]],
               on_batch: Callable[[int], None] | None = None) -> list[PairFeatures]:
         keys = [self._key(p, c) for p, c in pairs]
-        found = self._get(keys)
+        found = {k: _unpack(v) for k, v in self._store.get_many(keys).items()}
         todo = sorted({k: i for i, k in enumerate(keys) if k not in found}.values(),
                       key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         for start in range(0, len(todo), self.batch_size):
             batch = todo[start:start + self.batch_size]
-            # through the stored form, so a fresh extraction and a cached one are the same numbers
-            computed = [_unpack(_pack(f)) for f in self._extract([pairs[i] for i in batch])]
-            self._put({keys[i]: f for i, f in zip(batch, computed)})
+            blobs = [_pack(f) for f in self._extract([pairs[i] for i in batch])]
+            self._store.put_many([(keys[i], blob) for i, blob in zip(batch, blobs)])
+            # read back through the stored form, so a fresh extraction and a cached one are the same numbers
+            computed = [_unpack(blob) for blob in blobs]
             found.update({keys[i]: f for i, f in zip(batch, computed)})
             self.extracted += len(batch)
             if on_batch:
@@ -85,8 +80,7 @@ class FrozenFeatures:
         return render_chat(self.tokenizer, call, self.use_chat_template)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._store.close()
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -124,22 +118,6 @@ class FrozenFeatures:
             results.append(PairFeatures(last=hidden[row, -1].numpy().copy(),
                                         mean=hidden[row, width - n:].mean(0).numpy().copy(), logprob=lp, tokens=n))
         return results
-
-    def _get(self, keys: list[str]) -> dict[str, PairFeatures]:
-        found: dict[str, PairFeatures] = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, blob in self._db.execute(f"SELECT key, value FROM features WHERE key IN ({marks})", chunk):
-                    found[key] = _unpack(blob)
-        return found
-
-    def _put(self, items: dict[str, PairFeatures]) -> None:
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO features (key, value) VALUES (?, ?)",
-                                 [(k, _pack(v)) for k, v in items.items()])
-            self._db.commit()
 
 
 def _pack(f: PairFeatures) -> bytes:

@@ -23,7 +23,6 @@ import importlib
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +33,7 @@ from typing import Any
 
 from rich.console import Console
 
+from oversight.app import exit_code
 from oversight.app.report import plots
 from oversight.errors import OversightError
 from oversight.graph import call_costs
@@ -91,13 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                                            "(default: as the sweep's comparison did)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    try:
+
+    def work() -> None:
         index = build_report(args.directory, args.baseline)
-    except (OversightError, FileNotFoundError) as exc:
-        print(f"oversight-report: {exc}", file=sys.stderr)
-        return 2
-    print(f"report: {index} ({time.perf_counter() - started:.1f} s)")
-    return 0
+        print(f"report: {index} ({time.perf_counter() - started:.1f} s)")
+
+    return exit_code("oversight-report", work)
 
 
 # ---- the comparison rows ------------------------------------------------------------------------
