@@ -124,9 +124,10 @@ def tournament(records: list[Record], confidence: float = 0.95) -> list[dict[str
     rows = []
     for name in sorted(players, key=lambda p: ratings[p].theta if p in ratings else -math.inf):
         r = ratings.get(name)
-        d = list(debate[name].values())
-        c = [sum(v) / len(v) for v in consult[name].values()]
-        w = [sum(v) / len(v) for v in persuaded[name].values()]
+        by_question = {"debate": dict(debate[name]),
+                       "consultancy": {q: sum(v) / len(v) for q, v in consult[name].items()},
+                       "consultant_persuasion": {q: sum(v) / len(v) for q, v in persuaded[name].items()}}
+        d, c, w = (list(by_question[k].values()) for k in ("debate", "consultancy", "consultant_persuasion"))
         row: dict[str, Any] = {
             "player": name,
             "rating": r.elo if r else None, "rating_low": r.elo_low if r else None,
@@ -142,10 +143,8 @@ def tournament(records: list[Record], confidence: float = 0.95) -> list[dict[str
             "consultant_persuasion_high": accuracy_ci(w)[1] if w else None,
             "preference_debate": _mean(preference[name]["debate"]),
             "preference_consultancy": _mean(preference[name]["consultancy"]),
+            "by_question": by_question,
         }
-        row["by_question"] = {"debate": dict(debate[name]),
-                              "consultancy": {q: sum(v) / len(v) for q, v in consult[name].items()},
-                              "consultant_persuasion": {q: sum(v) / len(v) for q, v in persuaded[name].items()}}
         rows.append(row)
     return rows
 

@@ -187,11 +187,11 @@ class Featurizer:
 
     def claims(self, claims: list[dict]) -> np.ndarray:
         """One row per claim: [margins against each alternative..., log-likelihood, last hidden state]."""
-        pairs = [p for c in claims for p in self._pairs(c)]
-        feats = self.frozen.pairs(pairs, self.on_batch)
+        per_claim = [self._pairs(c) for c in claims]
+        feats = self.frozen.pairs([p for pairs in per_claim for p in pairs], self.on_batch)
         rows, i = [], 0
-        for c in claims:
-            k = len(self._pairs(c))
+        for pairs in per_claim:
+            k = len(pairs)
             own, alts = feats[i], feats[i + 1:i + k]
             margins = [own.logprob - a.logprob for a in alts]
             scalars = [min(margins), float(np.mean(margins)), own.logprob]

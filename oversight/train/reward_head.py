@@ -40,11 +40,16 @@ class RewardHead:
     def degenerate(self) -> bool:
         return self.constant is not None
 
-    def fit(self, features: np.ndarray, labels: Sequence[bool]) -> "RewardHead":
+    def _pipeline(self, C: float) -> Any:
+        """Standardised features into an L2 logistic regression."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=self.cfg.max_iter,
+                                                                  class_weight=self.cfg.class_weight))
+
+    def fit(self, features: np.ndarray, labels: Sequence[bool]) -> "RewardHead":
         y = np.asarray(labels, dtype=int)
         if len(y) != len(features):
             raise ValueError(f"{len(features)} feature rows but {len(y)} labels")
@@ -56,26 +61,22 @@ class RewardHead:
             return self
         self.constant = None
         self.C = self.cfg.C if self.cfg.C is not None else self._cross_validated_C(features, y)
-        self.pipeline = make_pipeline(StandardScaler(), LogisticRegression(
-            C=self.C, max_iter=self.cfg.max_iter, class_weight=self.cfg.class_weight))
+        self.pipeline = self._pipeline(self.C)
         self.pipeline.fit(np.asarray(features, dtype=np.float64), y)
         return self
 
     def _cross_validated_C(self, features: np.ndarray, y: np.ndarray) -> float:
         """The C of the grid with the best stratified k-fold log-loss on the training labels (the
         smallest class bounds k; with fewer than 2 of a class per fold, the middle of the grid)."""
-        from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold, cross_val_score
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
 
         folds = min(self.cfg.folds, int(np.bincount(y).min()))
         if folds < 2:
             return sorted(self.cfg.Cs)[len(self.cfg.Cs) // 2]
         split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-        scores = {C: cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(
-            C=C, max_iter=self.cfg.max_iter, class_weight=self.cfg.class_weight)),
-            np.asarray(features, dtype=np.float64), y, cv=split, scoring="neg_log_loss").mean() for C in self.cfg.Cs}
+        x = np.asarray(features, dtype=np.float64)
+        scores = {C: cross_val_score(self._pipeline(C), x, y, cv=split, scoring="neg_log_loss").mean()
+                  for C in self.cfg.Cs}
         return max(scores, key=scores.get)
 
     def reward(self, features: np.ndarray) -> np.ndarray:
