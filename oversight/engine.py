@@ -7,9 +7,9 @@ parked calls, groups them by model, answers what it can from the call cache, and
 each group to its backend. So 200 debates make 200-prompt batches, not 200 one-prompt calls: this
 cross-question batching is the main performance lever on every backend.
 
-How a group goes to its backend depends on `backend.dispatch`:
+How a group goes to its backend depends on `backend.capabilities.dispatch`:
 - "batch" (in-process models): the wave is sorted by call kind, sampling settings and prompt length
-  (as the backend itself would order it) and handed over in chunks of `backend.batch_size`; each
+  (as the backend itself would order it) and handed over in chunks of `capabilities.batch_size`; each
   chunk's results reach the call cache as soon as the chunk returns, so a killed job loses at most
   the chunk in flight, and the progress display moves per chunk.
 - "per_call" (servers, which batch on their side): each call goes out as soon as it is ready,
@@ -25,13 +25,15 @@ import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
-from oversight.backends.base import Backend
 from oversight.cache import CallCache, call_key
 from oversight.errors import ConfigError
 from oversight.graph import CallGraph
 from oversight.types import Call, CallResult, Message, Question, SamplingParams
+
+if TYPE_CHECKING:  # the engine drives backends through their interface; it never builds one
+    from oversight.backends.base import Backend
 
 T = TypeVar("T")
 
@@ -160,7 +162,7 @@ class Engine:
         async with contextlib.AsyncExitStack() as stack:
             self._answer = {}
             for model, backend in self.backends.items():
-                if backend.dispatch == "per_call":
+                if backend.capabilities.dispatch == "per_call":
                     self._answer[model] = await stack.enter_async_context(backend.session())
             tasks = [asyncio.create_task(one(o)) for o in outcomes]
             while True:
@@ -232,7 +234,7 @@ class Engine:
         backend = self.backends[model]
         todo = self._from_cache(model, items)
         order = sorted(todo, key=lambda key: _batch_order(todo[key][0].call))
-        size = backend.batch_size or len(order) or 1
+        size = backend.capabilities.batch_size or len(order) or 1
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             calls = [todo[key][0].call for key in chunk]

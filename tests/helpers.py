@@ -58,6 +58,10 @@ class CountingBackend(Backend):
         self.identity = inner.identity
         self.batches: list[int] = []
 
+    @property
+    def capabilities(self):
+        return self.inner.capabilities
+
     async def run(self, calls: list[Call]) -> list[CallResult]:
         self.batches.append(len(calls))
         return await self.inner.run(calls)

@@ -30,6 +30,10 @@ class ChunkWatchingBackend(CountingBackend):
         self.cache = cache
         self.cached_at_start: list[int] = []
 
+    @property
+    def capabilities(self):
+        return self.inner.capabilities.model_copy(update={"batch_size": self.batch_size})
+
     async def run(self, calls):
         self.cached_at_start.append(len(self.cache))
         return await super().run(calls)
@@ -59,7 +63,9 @@ class HeldServerDouble(CountingBackend):
     time), but holds question `slow`'s first request until every other question has had its last
     request answered (or 60 s pass); records the order in which requests went out and came back."""
 
-    dispatch = "per_call"
+    @property
+    def capabilities(self):
+        return self.inner.capabilities.model_copy(update={"dispatch": "per_call", "batch_size": 0})
 
     def __init__(self, inner, slow: str, others: int):
         super().__init__(inner)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from oversight.backends.base import Backend
+from oversight.backends.base import Backend, Capabilities
 from oversight.backends.hf import HFBackend
 from oversight.engine import Engine
 from oversight.errors import ConfigError
@@ -33,6 +33,7 @@ class ArithmeticOracle(Backend):
     gives 0 to the true sum and -5 to every other candidate; anything else scores all candidates 0."""
 
     identity = "test:arithmetic-oracle"
+    capabilities = Capabilities(engine="arithmetic oracle (a test double)", device="none")
 
     def loglikelihood(self, calls):
         results = []

@@ -117,15 +117,16 @@ class TokenScorer:
     """Prompt log-probabilities from a transformers causal LM (the hf backend's loaded weights)."""
 
     def __init__(self, backend: Backend):
-        for attr in ("model", "tokenizer"):
-            if getattr(backend, attr, None) is None:
-                raise TypeError(f"{type(backend).__name__} has no `{attr}`; token-level endpoints need the hf backend")
-        self.model = backend.model  # type: ignore[attr-defined]
+        caps = backend.capabilities
+        if not caps.torch_model:
+            raise TypeError(f"{type(backend).__name__} ({caps.engine}) runs no in-process torch model; "
+                            "token-level endpoints need the hf backend")
+        self.model = backend.model  # type: ignore[attr-defined]  # promised by capabilities.torch_model
         self.tokenizer = backend.tokenizer  # type: ignore[attr-defined]
-        self.device = getattr(backend, "device", "cpu")
+        self.device = caps.device
         self.backend = backend
-        self.batch_size = int(getattr(backend, "batch_size", 32))
-        self.max_batch_tokens = int(getattr(backend, "max_batch_tokens", 16384))
+        self.batch_size = caps.batch_size or 32
+        self.max_batch_tokens = caps.max_batch_tokens or 16384
         self.max_logits = 32_000_000  # floats of [positions, vocab] logits held at once
 
     def score(self, prompts: list[list[int]], k: int) -> list[Scored]:
@@ -207,7 +208,7 @@ class OversightServer:
             self.scorer: TokenScorer | None = TokenScorer(backend)
         except TypeError as exc:
             self.scorer, self._no_scorer = None, str(exc)
-        self.tokenizer = getattr(backend, "tokenizer", None)
+        self.tokenizer = backend.tokenizer if backend.capabilities.tokenizer else None  # type: ignore[attr-defined]
         self.httpd = _HTTPServer((host, port), _Handler)
         self.httpd.app = self  # type: ignore[attr-defined]
         self._threads = [

@@ -14,12 +14,62 @@ import threading
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from contextlib import AbstractContextManager
-from typing import AsyncIterator, Awaitable, Callable, Literal
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from oversight.types import Call, CallResult
 
 #: every context-length failure starts with this, so servers can answer it as a client error
 CONTEXT_TOO_LONG = "prompt too long for the model's context"
+
+CallKind = Literal["generate", "next_token", "loglikelihood"]
+CALL_KINDS: tuple[CallKind, ...] = ("generate", "next_token", "loglikelihood")
+
+
+class Capabilities(BaseModel):
+    """What a backend can do, declared by the backend itself (Inspect's ModelAPI does the same):
+    the engine, the dev server, feature extraction and training read this, never probe with hasattr.
+
+    `torch_model` promises the attributes `model` (a transformers causal LM in eval mode),
+    `tokenizer`, `path` (the weights' directory), `device` and `use_chat_template`; `tokenizer`
+    promises `tokenizer` (a transformers tokenizer for the served model)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    engine: str = Field(description="what computes the answers: transformers, vllm, an HTTP server, a test double")
+    call_kinds: tuple[CallKind, ...] = CALL_KINDS
+    device: str = Field(description="cpu, cuda, cuda:0, ...; 'remote' for a server")
+    #: how the engine hands calls over: "batch" (in-process backends: every parked call of the job in
+    #: one wave, cut into chunks of `batch_size`, each cached as it returns) or "per_call" (servers:
+    #: each call goes out as soon as it is ready, `session()` limiting the calls in flight)
+    dispatch: Literal["batch", "per_call"] = "batch"
+    batch_size: int = Field(default=0, ge=0, description="rows computed at once (0: the whole wave); "
+                                                         "the engine caches per chunk of this size")
+    max_batch_tokens: int | None = Field(default=None, description="padded tokens per batch, where bounded")
+    max_context: int | None = Field(default=None, description="prompt + added tokens the model attends over")
+    tokenizer: bool = Field(default=False, description="a local tokenizer for the served model")
+    torch_model: bool = Field(default=False, description="in-process torch weights others may run (features, "
+                                                         "the dev server's token-level endpoints)")
+    trainable: bool = Field(default=False, description="weights on local disk that oversight-train can train "
+                                                       "(LoRA by trl/peft) and serve back as an adapter")
+    exact_logprobs: bool = Field(default=True, description="scores are log-probabilities over the whole "
+                                                           "vocabulary (False: approximated from a top-N list)")
+
+
+class BackendSettings(BaseModel):
+    """A backend's config (conf/backend/*.yaml minus `_target_`), validated like every plugin:
+    unknown keys and bad values stop with one line naming `backend.<key>`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+
+    @classmethod
+    def read(cls, backend_cfg: dict[str, Any]):
+        from oversight.plugins import check
+
+        return check(cls, {k: v for k, v in backend_cfg.items() if k != "_target_"}, "backend")
 
 
 class Backend(ABC):
@@ -29,12 +79,11 @@ class Backend(ABC):
     #: where that number came from; None where the backend cannot know it
     max_context: int | None = None
     max_context_source: str = ""
-    #: how the engine hands calls over: "batch" (in-process backends: every parked call of the job in
-    #: one wave, cut into chunks of `batch_size`, each cached as it returns) or "per_call" (servers:
-    #: each call goes out as soon as it is ready, `session()` limiting the calls in flight)
-    dispatch: Literal["batch", "per_call"] = "batch"
-    #: rows the backend computes at once (0: the whole wave); the engine caches per chunk of this size
-    batch_size: int = 0
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """This backend's declaration (cheap: read it as often as needed)."""
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Callable[[Call], Awaitable[CallResult]]]:

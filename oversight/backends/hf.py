@@ -19,7 +19,9 @@ import hashlib
 from functools import lru_cache
 from typing import Any
 
-from oversight.backends.base import Backend, length_batches, render_chat
+from pydantic import Field
+
+from oversight.backends.base import Backend, BackendSettings, Capabilities, length_batches, render_chat
 from oversight.errors import ConfigError
 from oversight.models import WeightsSource, adapter_dir, adapter_fingerprint, local_weights, weights_fingerprint
 from oversight.types import Call, CallResult
@@ -51,8 +53,18 @@ def merge_adapter(model: Any, adapter: str) -> Any:
     return PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()
 
 
+class HFSettings(BackendSettings):
+    device: str = Field(default="cpu", description="cpu | cuda | cuda:0 ...")
+    batch_size: int = Field(default=64, ge=1, description="prompts per forward/generate batch")
+    max_batch_tokens: int = Field(default=16384, ge=1, description="padded tokens per batch")
+    prefix_sharing: int = Field(default=16, ge=0, description="compute a prompt prefix shared by at least this "
+                                                              "many tokens once per batch (0: off)")
+    preallocate_kv: bool = Field(default=True, description="decode into a preallocated KV cache")
+
+
 class HFBackend(Backend):
     def __init__(self, model_cfg: dict[str, Any], backend_cfg: dict[str, Any]):
+        settings = HFSettings.read(backend_cfg)
         source = WeightsSource(
             path=str(model_cfg.get("path") or ""),
             gguf_file=model_cfg.get("gguf_file"),
@@ -61,16 +73,14 @@ class HFBackend(Backend):
         if not source.path and not source.package:
             raise ConfigError("model.path (or model.package + model.gguf_file) must be set for backend=hf")
         self.path = local_weights(source)
-        self.device = str(backend_cfg.get("device") or "cpu")
+        self.device = settings.device
         dtype = str(model_cfg.get("dtype") or "float32")
         adapter = model_cfg.get("adapter")  # a LoRA adapter trained on these weights (oversight.train.dpo)
         adapter_id = adapter_fingerprint(adapter) if adapter else ""
         self.model, self.tokenizer = load_model(self.path, dtype, self.device, adapter and adapter_dir(adapter),
                                                 adapter_id)
-        self.batch_size = int(backend_cfg.get("batch_size", 64))
-        self.max_batch_tokens = int(backend_cfg.get("max_batch_tokens", 16384))
-        if self.batch_size < 1:
-            raise ConfigError(f"backend.batch_size must be >= 1, got {self.batch_size}")
+        self.batch_size = settings.batch_size
+        self.max_batch_tokens = settings.max_batch_tokens
         self.use_chat_template = bool(model_cfg.get("chat_template", True)) and bool(
             getattr(self.tokenizer, "chat_template", None)
         )
@@ -83,15 +93,21 @@ class HFBackend(Backend):
         self.base, self.head = self.model.get_decoder(), self.model.get_output_embeddings()
         self._cache_arg = _cache_argument(self.base)
         # share prefixes of at least this many tokens within a batch (0: off); outputs unchanged
-        self.prefix_sharing = int(backend_cfg.get("prefix_sharing", 16))
-        if self.prefix_sharing < 0:
-            raise ConfigError(f"backend.prefix_sharing must be >= 0 tokens, got {self.prefix_sharing}")
+        self.prefix_sharing = settings.prefix_sharing
         # preallocate the KV cache for decoding (outputs unchanged; off: transformers' growing cache)
-        self.preallocate_kv = bool(backend_cfg.get("preallocate_kv", True))
+        self.preallocate_kv = settings.preallocate_kv
         self.max_context = getattr(self.model.config, "max_position_embeddings", None)
         self.max_context_source = f"max_position_embeddings in {self.path}/config.json"
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = {self.tokenizer.eos_token_id, *([eos] if isinstance(eos, int) else (eos or []))} - {None}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            engine="transformers", device=self.device, dispatch="batch", batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens, max_context=self.max_context, tokenizer=True,
+            torch_model=True, trainable=True,
+        )
 
     # ---- prompts ------------------------------------------------------------------------------
 

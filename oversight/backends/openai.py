@@ -64,12 +64,14 @@ import os
 import random
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from oversight.backends.base import Backend, render_chat
+from pydantic import Field, field_validator
+
+from oversight.backends.base import Backend, BackendSettings, Capabilities, render_chat
 from oversight.errors import ConfigError
 from oversight.types import Call, CallResult
 
@@ -78,9 +80,6 @@ if logging.getLogger("httpx").level == logging.NOTSET:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
-NEXT_TOKEN_METHODS = ("echo", "top_logprobs")
-SERVERS = ("vllm", "llama_cpp")  # vllm: also oversight-serve; llama_cpp: llama-cpp-python's server
-RENDERS = ("server", "local")
 # llama-cpp-python's sampler defaults (top_k 40, min_p 0.05, repeat_penalty 1.1) would change
 # greedy and sampled outputs; plain temperature/top-p sampling is what the other backends do
 LLAMA_CPP_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
@@ -88,49 +87,58 @@ LLAMA_CPP_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 TEMPLATE_KEYS = ("chat_template", "chat_template_kwargs")
 
 
+class OpenAISettings(BackendSettings):
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="env var holding the key (unset: no auth header)")
+    concurrency: int = Field(default=32, ge=1, description="requests in flight per job")
+    max_retries: int = Field(default=6, ge=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    top_logprobs: int = Field(default=20, ge=1, le=20, description="the OpenAI API's limit is 20")
+    next_token_method: Literal["echo", "top_logprobs"] = "echo"
+    tokenize_url: str | None = None
+    server: Literal["vllm", "llama_cpp"] = "vllm"
+    render: Literal["server", "local"] = "server"
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} must be an http(s) URL such as http://127.0.0.1:8000/v1")
+        return value
+
+
 class OpenAIBackend(Backend):
     def __init__(self, model_cfg: dict[str, Any], backend_cfg: dict[str, Any]):
-        self.base_url = str(backend_cfg.get("base_url") or "").rstrip("/")
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                f"backend.base_url={self.base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1"
-            )
+        # a null value means the default (as the YAML files write it)
+        settings = OpenAISettings.read({k: _plain(v) for k, v in backend_cfg.items() if v is not None})
+        self.base_url = settings.base_url
         self.served_name = str(model_cfg.get("served_name") or model_cfg.get("name") or "")
         if not self.served_name:
             raise ConfigError("model.served_name (or model.name) must be set for backend=openai")
-        self.api_key_env = str(backend_cfg.get("api_key_env") or "OPENAI_API_KEY")
-        self.concurrency = _int(backend_cfg, "concurrency", 32, minimum=1)
-        self.max_retries = _int(backend_cfg, "max_retries", 6, minimum=0)
-        self.timeout_s = _float(backend_cfg, "timeout_s", 120.0)
-        self.backoff_base_s = _float(backend_cfg, "backoff_base_s", 0.5)
-        self.backoff_max_s = _float(backend_cfg, "backoff_max_s", 30.0)
-        self.top_logprobs = _int(backend_cfg, "top_logprobs", 20, minimum=1)
-        if self.top_logprobs > 20:
-            raise ConfigError(f"backend.top_logprobs={self.top_logprobs} is above the OpenAI API's limit of 20")
-        self.next_token_method = str(backend_cfg.get("next_token_method") or "echo")
-        if self.next_token_method not in NEXT_TOKEN_METHODS:
-            raise ConfigError(
-                f"backend.next_token_method={self.next_token_method!r} is unknown; valid: {list(NEXT_TOKEN_METHODS)}"
-            )
-        self.server = str(backend_cfg.get("server") or "vllm")
-        if self.server not in SERVERS:
-            raise ConfigError(f"backend.server={self.server!r} is unknown; valid: {list(SERVERS)}")
-        self.render_mode = str(backend_cfg.get("render") or "server")
-        if self.render_mode not in RENDERS:
-            raise ConfigError(f"backend.render={self.render_mode!r} is unknown; valid: {list(RENDERS)}")
+        self.api_key_env = settings.api_key_env
+        self.concurrency = settings.concurrency
+        self.max_retries = settings.max_retries
+        self.timeout_s = settings.timeout_s
+        self.backoff_base_s = settings.backoff_base_s
+        self.backoff_max_s = settings.backoff_max_s
+        self.top_logprobs = settings.top_logprobs
+        self.next_token_method = settings.next_token_method
+        self.server = settings.server
+        self.render_mode = settings.render
         self.tokenizer = None
         if self.render_mode == "local":
             self.tokenizer, tokenizer_id = _local_tokenizer(model_cfg)
             self.use_chat_template = bool(model_cfg.get("chat_template", True)) and bool(
                 getattr(self.tokenizer, "chat_template", None))
-        extra = backend_cfg.get("extra_body") or {}
-        if not hasattr(extra, "items"):
-            raise ConfigError(f"backend.extra_body must be a mapping, got {type(extra).__name__}")
-        self.extra_body: dict[str, Any] = {str(k): _plain(v) for k, v in extra.items()}
+        self.extra_body: dict[str, Any] = {str(k): _plain(v) for k, v in settings.extra_body.items()}
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
         default_tokenize = f"{root}/extras/tokenize" if self.server == "llama_cpp" else f"{root}/tokenize"
-        self.tokenize_url = str(backend_cfg.get("tokenize_url") or default_tokenize)
+        self.tokenize_url = settings.tokenize_url or default_tokenize
         self.sampling_defaults = dict(LLAMA_CPP_SAMPLING) if self.server == "llama_cpp" else {}
         # Identity: what changes answers (server, model, request extras, approximate next_token),
         # never concurrency, retries or the key.
@@ -152,9 +160,16 @@ class OpenAIBackend(Backend):
         self._token_cache_lock = threading.Lock()
         self._limit_asked = False  # whether GET /models was asked for max_model_len (once per backend)
 
-    # ---- public entry -------------------------------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        # the server batches: the engine sends each call as soon as it is ready (per_call)
+        return Capabilities(
+            engine=f"HTTP ({self.server} server)", device="remote", dispatch="per_call", batch_size=0,
+            max_context=self.max_context, tokenizer=self.tokenizer is not None,
+            exact_logprobs=self.next_token_method == "echo",
+        )
 
-    dispatch = "per_call"  # the server batches; the engine sends each call as soon as it is ready
+    # ---- public entry -------------------------------------------------------------------------
 
     async def run(self, calls: list[Call]) -> list[CallResult]:
         async with self.session() as answer:
@@ -672,24 +687,3 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     return value
 
-
-def _int(cfg: dict[str, Any], key: str, default: int, minimum: int) -> int:
-    value = cfg.get(key, default)
-    try:
-        number = int(default if value is None else value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"backend.{key}={value!r} must be an integer") from None
-    if number < minimum:
-        raise ConfigError(f"backend.{key}={number} must be >= {minimum}")
-    return number
-
-
-def _float(cfg: dict[str, Any], key: str, default: float) -> float:
-    value = cfg.get(key, default)
-    try:
-        number = float(default if value is None else value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"backend.{key}={value!r} must be a number") from None
-    if not number > 0:
-        raise ConfigError(f"backend.{key}={number} must be > 0")
-    return number

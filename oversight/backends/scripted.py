@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Sequence
 
-from oversight.backends.base import Backend
+from oversight.backends.base import Backend, Capabilities
 from oversight.types import Call, CallResult
 
 
@@ -28,6 +28,10 @@ class ScriptedBackend(Backend):
         self._scores = scores
         self.calls: list[Call] = []
         self.batches: list[int] = []
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(engine="scripted (a test double)", device="none")
 
     async def run(self, calls: list[Call]) -> list[CallResult]:
         self.batches.append(len(calls))
