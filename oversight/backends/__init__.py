@@ -9,11 +9,15 @@ backend_cfg)`: one instance serves every role bound to its model.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from oversight.backends.base import Backend
 from oversight.errors import ConfigError
 from oversight.plugins import TARGET, locate
+
+log = logging.getLogger(__name__)
 
 _loaded: dict[tuple[str, str], Backend] = {}
 
@@ -30,7 +34,12 @@ def get_backend(model_cfg: dict[str, Any], backend_cfg: dict[str, Any]) -> Backe
         cls = locate(target, "backend")
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             raise ConfigError(f"backend.{TARGET}={target!r} is not a Backend (oversight.backends.base.Backend)")
-        _loaded[key] = cls(model_cfg, {k: v for k, v in backend_cfg.items() if k != TARGET})
+        started = time.perf_counter()
+        backend = cls(model_cfg, {k: v for k, v in backend_cfg.items() if k != TARGET})
+        caps = backend.capabilities
+        log.info("backend %s ready in %.1f s (%s on %s)", backend.identity, time.perf_counter() - started,
+                 caps.engine, caps.device)
+        _loaded[key] = backend
     return _loaded[key]
 
 
