@@ -179,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="backend.preallocate_kv: decode into a preallocated KV cache (1) or transformers' "
                              "growing one (0)")
     parser.add_argument("--json", help="also write the result to this file")
+    parser.add_argument("--vllm", action="store_true",
+                        help="instead: the same calls on hf, on backend=vllm, raw vllm.LLM.generate and vLLM's "
+                             "server, plus scoring calls per kind (oversight/app/bench_vllm.py; needs vLLM)")
+    parser.add_argument("--no-server", action="store_true", help="--vllm: skip the server row")
     parser.add_argument("--best-of-n", type=int, default=0, metavar="N",
                         help="instead: best-of-N free-text debate vs all its calls at once "
                              "(oversight/app/bench_best_of_n.py)")
@@ -193,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     backend = {**group_config("backend", args.backend), "device": args.device, "batch_size": args.batch_size,
                "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing,
                "preallocate_kv": bool(args.preallocate_kv)}
+    if args.vllm:
+        from oversight.app.bench_vllm import bench_vllm, print_result
+
+        vllm_cfg = {**group_config("backend", "vllm"), "max_model_len": 4096}
+        result = bench_vllm(model, backend, vllm_cfg, args.questions, args.words, server=not args.no_server)
+        print_result(result)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        return 0
     if args.best_of_n:
         from oversight.app.bench_best_of_n import bench_best_of_n, print_result
 

@@ -159,12 +159,13 @@ class OpenAIBackend(Backend):
         self._token_cache: OrderedDict[str, list[int]] = OrderedDict()
         self._token_cache_lock = threading.Lock()
         self._limit_asked = False  # whether GET /models was asked for max_model_len (once per backend)
+        # the server batches: each call goes out when ready ("batch" only for oversight-bench --multi-wave)
+        self.dispatch: Literal["batch", "per_call"] = "per_call"
 
     @property
     def capabilities(self) -> Capabilities:
-        # the server batches: the engine sends each call as soon as it is ready (per_call)
         return Capabilities(
-            engine=f"HTTP ({self.server} server)", device="remote", dispatch="per_call", batch_size=0,
+            engine=f"HTTP ({self.server} server)", device="remote", dispatch=self.dispatch, batch_size=0,
             max_context=self.max_context, tokenizer=self.tokenizer is not None,
             exact_logprobs=self.next_token_method == "echo",
         )
