@@ -94,6 +94,8 @@ def transformers_generate(backend, calls: list[Call], batch_size: int) -> tuple[
     texts); tokens after a row's end-of-sequence token are padding and are not counted."""
     import torch
 
+    if not backend.capabilities.torch_model:
+        raise ValueError(f"the transformers baseline needs an in-process torch model; {backend.capabilities.engine} has none")
     if any(c.params.temperature > 0 or c.params.stop for c in calls):
         raise ValueError("the transformers baseline covers greedy calls without stop strings (the debate's)")
     model, tokenizer = backend.model, backend.tokenizer

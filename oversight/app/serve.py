@@ -46,6 +46,7 @@ from pydantic import ValidationError
 
 from oversight.app import CONF_DIR, group_config
 from oversight.backends.base import CONTEXT_TOO_LONG, Backend, length_batches
+from oversight.backends.scoring import score_rows
 from oversight.types import Call, CallResult, SamplingParams
 
 log = logging.getLogger("oversight.app.serve")
@@ -127,47 +128,16 @@ class TokenScorer:
         self.backend = backend
         self.batch_size = caps.batch_size or 32
         self.max_batch_tokens = caps.max_batch_tokens or 16384
-        self.max_logits = 32_000_000  # floats of [positions, vocab] logits held at once
 
     def score(self, prompts: list[list[int]], k: int) -> list[Scored]:
-        import torch
-
-        base, head = self.model.get_decoder(), self.model.get_output_embeddings()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         k = max(1, k)
         out: list[Scored | None] = [None] * len(prompts)
         for batch in self._batches(sorted(range(len(prompts)), key=lambda i: len(prompts[i])), prompts):
-            width = max(len(prompts[i]) for i in batch)
-            ids = torch.tensor([prompts[i] + [pad] * (width - len(prompts[i])) for i in batch], device=self.device)
-            mask = torch.tensor(
-                [[1] * len(prompts[i]) + [0] * (width - len(prompts[i])) for i in batch], device=self.device
-            )
-            # every real position of every row, row-major; its target is the next prompt token
-            targets = torch.tensor(
-                [prompts[i][t + 1] if t + 1 < len(prompts[i]) else 0 for i in batch for t in range(len(prompts[i]))],
-                device=self.device,
-            )
-            actual: list[float] = []
-            top_values: list[list[float]] = []
-            top_ids: list[list[int]] = []
-            with self.backend.exclusive(), torch.inference_mode():
-                hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]
-                vocab = head.weight.shape[0]
-                step = max(1, self.max_logits // vocab)  # bound the [positions, vocab] logits in memory
-                for start in range(0, hidden.shape[0], step):
-                    logits = head(hidden[start : start + step]).float()
-                    norm = torch.logsumexp(logits, dim=-1)
-                    picked = logits.gather(1, targets[start : start + step, None]).squeeze(1) - norm
-                    values, indices = logits.topk(min(k, vocab), dim=-1)
-                    actual += picked.tolist()
-                    top_values += (values - norm[:, None]).tolist()
-                    top_ids += indices.tolist()
-            at = 0
-            for i in batch:
-                n = len(prompts[i])
-                tops = [list(zip(top_ids[at + t], top_values[at + t])) for t in range(n)]
-                out[i] = Scored(token_logprobs=[None, *actual[at : at + n - 1]], top=[[], *tops[:-1]], next_top=tops[-1])
-                at += n
+            with self.backend.exclusive():
+                rows = score_rows(self.model, [prompts[i] for i in batch], pad, self.device, top_k=k)
+            for i, row in zip(batch, rows):
+                out[i] = Scored(token_logprobs=[None, *row.logprobs], top=[[], *row.top[:-1]], next_top=row.top[-1])
         return out  # type: ignore[return-value]
 
     def _batches(self, order: list[int], prompts: list[list[int]]):

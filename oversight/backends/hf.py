@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from oversight.backends.base import Backend, BackendSettings, Capabilities, length_batches, render_chat
+from oversight.backends.scoring import left_pad, target_logprobs
 from oversight.errors import ConfigError
 from oversight.models import WeightsSource, adapter_dir, adapter_fingerprint, local_weights, weights_fingerprint
 from oversight.types import Call, CallResult
@@ -229,11 +230,7 @@ class HFBackend(Backend):
 
     def _left_pad(self, rows: list[list[int]]):
         """Token rows as one right-aligned id tensor and its attention mask."""
-        import torch
-
-        width, pad = max(len(r) for r in rows), self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        ids, mask, _ = left_pad(rows, self.tokenizer.pad_token_id, self.device)
         return ids, mask
 
     def _batches(self, order, prompts, extra, same=None):
@@ -316,8 +313,7 @@ class HFBackend(Backend):
                     rows_idx = [j for j, (*_, c) in enumerate(tails) for _ in range(len(c) - 1)]
                     cols_idx = [p for *_, c in tails for p in range(len(c) - 1)]
                     targets = torch.tensor([c[p + 1] for *_, c in tails for p in range(len(c) - 1)], device=self.device)
-                    logits = head(hidden[rows_idx, cols_idx]).float()
-                    picked = logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+                    picked, _, _ = target_logprobs(head, hidden[rows_idx, cols_idx], targets)
                     sums = torch.zeros(len(tails), device=self.device).index_add_(
                         0, torch.tensor(rows_idx, device=self.device), picked)
                     for j, (_, i, k, _) in enumerate(tails):

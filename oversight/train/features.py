@@ -88,7 +88,7 @@ class FrozenFeatures:
         return hashlib.sha256(f"{self.identity}|{prefix}\x00{continuation}".encode()).hexdigest()
 
     def _extract(self, pairs: list[tuple[str, str]]) -> list[PairFeatures]:
-        import torch
+        from oversight.backends.scoring import score_rows
 
         encoded = []
         for prefix, continuation in pairs:
@@ -97,26 +97,14 @@ class FrozenFeatures:
             if not tail:
                 raise ValueError(f"empty continuation after prefix {prefix!r}")
             encoded.append((head, tail))
-        width = max(len(h) + len(t) for h, t in encoded)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, (h, t) in enumerate(encoded):  # left padding: every row ends at the last column
-            seq = h + t
-            ids[row, width - len(seq):] = torch.tensor(seq)
-            mask[row, width - len(seq):] = 1
-        with torch.inference_mode():
-            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             output_hidden_states=True)
-            hidden = out.hidden_states[-1].float().cpu()
-            logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
+        rows = score_rows(self.model, [h + t for h, t in encoded], pad, self.device, hidden=True)
         results = []
-        for row, (h, t) in enumerate(encoded):
+        for (h, t), row in zip(encoded, rows):
             n = len(t)
-            positions = range(width - n, width)
-            lp = sum(float(logprobs[row, p - 1, ids[row, p]]) for p in positions)
-            results.append(PairFeatures(last=hidden[row, -1].numpy().copy(),
-                                        mean=hidden[row, width - n:].mean(0).numpy().copy(), logprob=lp, tokens=n))
+            lp = sum(row.logprobs[max(len(h), 1) - 1:])  # log P(token t | tokens < t) over the continuation
+            results.append(PairFeatures(last=row.hidden[-1].numpy().copy(), mean=row.hidden[-n:].mean(0).numpy().copy(),
+                                        logprob=float(lp), tokens=n))
         return results
 
 
