@@ -83,8 +83,9 @@ class VLLMBackend(Backend):
             getattr(self.tokenizer, "chat_template", None)
         )
         version = getattr(vllm, "__version__", "?")
+        self.weights = weights_fingerprint(model)
         digest = hashlib.sha256(
-            f"{weights_fingerprint(model)}|{weights_fingerprint(tokenizer)}|{dtype}|{self.use_chat_template}|{version}"
+            f"{self.weights}|{weights_fingerprint(tokenizer)}|{dtype}|{self.use_chat_template}|{version}"
             .encode()
         ).hexdigest()[:12]
         self.identity = f"vllm:{model_cfg.get('name') or model}:{digest}"
