@@ -41,7 +41,6 @@ from typing import Any
 
 from oversight.app import exit_code
 from oversight.errors import OversightError
-from oversight.quotes import QUOTE_TAG
 from oversight.records import RECORDS, SUMMARY, read_records, read_summary
 from oversight.types import Judgment, Record, Turn
 
@@ -157,12 +156,14 @@ def job_log(job: Path, rel: str, row: dict[str, Any] | None, rows: list[dict[str
     label = (row or {}).get("protocol") or summary.get("protocol") or "oversight"
     overrides = _overrides(job)
     spec = EvalSpec(
-        eval_set_id=sweep_id, run_id=sweep_id, eval_id=_digest(f"{sweep_id}|{rel}|{created.isoformat()}"),
+        # no eval_set_id (the viewer would look for an eval set's manifest); Inspect derives a stable
+        # eval_id from run_id + task_id + created
+        run_id=sweep_id,
         task_id=_digest(f"{rel}|{summary.get('protocol')}|{summary.get('judge')}"),
         created=created.isoformat(), task=_slug(label), task_display_name=f"{label} · {summary.get('judge')} judge",
         task_description=f"{summary.get('protocol')} judged by {summary.get('judge')} on {summary.get('task')} "
                          f"(oversight job {rel})",
-        task_args=cfg, solver=(cfg.get("protocol") or {}).get("_target_"), solver_args=cfg.get("protocol"),
+        task_args=_override_args(overrides), task_args_passed=_override_args(overrides), solver=(cfg.get("protocol") or {}).get("_target_"), solver_args=cfg.get("protocol"),
         tags=[t for t in (summary.get("protocol"), summary.get("judge"), summary.get("task")) if t],
         dataset=EvalDataset(name=summary.get("task"), samples=len(samples), sample_ids=[s.id for s in samples],
                             shuffled=False),
@@ -272,17 +273,10 @@ def turn_markdown(turn: Turn, options: list[str]) -> str:
     each quote as a blockquote marked with the verification made when the turn was made."""
     side = f" for {letter(turn.side)}) {options[turn.side]}" if turn.side is not None and turn.side < len(options) else ""
     head = f"**{speaker(turn)}**{side}, round {turn.round + 1}"
-    verdicts = iter(turn.quotes)
-    parts, at = [], 0
-    for match in QUOTE_TAG.finditer(turn.text):
-        if turn.text[at:match.start()].strip():
-            parts.append(turn.text[at:match.start()].strip())
-        quote = next(verdicts, None)
-        mark = "" if quote is None else (" ✓ verified" if quote.verified else " ✗ unverified")
-        parts.append(f"> “{match.group(1).strip()}”{mark}")
-        at = match.end()
-    if turn.text[at:].strip():
-        parts.append(turn.text[at:].strip())
+    from oversight.app.report import quote_segments
+
+    parts = [f"> “{seg['text']}”" + {True: " ✓ verified", False: " ✗ unverified"}.get(seg["verified"], "")
+             if seg.get("quote") else seg["text"].strip() for seg in quote_segments(turn) if seg["text"].strip()]
     return head + "\n\n" + "\n\n".join(parts)
 
 
@@ -375,6 +369,7 @@ def call_events(record: Record, models: ModelNames, start: datetime):
         for members in dropped.values():
             for node_id in members:
                 lanes[node_id] = lanes[step_id]
+    turns = {turn.node: turn for t in record.transcripts for turn in t.turns if turn.node}
     kept_out = {node_id for dropped in branches.values() for members in dropped.values() for node_id in members}
 
     clock = iter(range(10 ** 9))
@@ -389,7 +384,8 @@ def call_events(record: Record, models: ModelNames, start: datetime):
     def event(node: dict[str, Any], span_id: str):
         if node.get("kind") != "call" or not isinstance(node.get("call"), dict):
             output = node.get("output")
-            data = output if isinstance(output, str) else {k: v for k, v in node.items() if k != "id"}
+            data = turn_markdown(turns[node["id"]], record.options) if node["id"] in turns else \
+                output if isinstance(output, str) else {k: v for k, v in node.items() if k != "id"}
             return InfoEvent(source=str(node.get("label") or node.get("kind")), data=data, span_id=span_id,
                              metadata={"node": node["id"], "label": node.get("label")}, **at())
         call, out = node["call"], node.get("output") or {}
@@ -422,7 +418,7 @@ def call_events(record: Record, models: ModelNames, start: datetime):
     for name in order:
         span = f"{_slug(name)}-{_digest(record.question_id + name)[:8]}"
         events.append(SpanBeginEvent(id=span, span_id=span, parent_id=solvers, type="agent", name=name,
-                                     metadata={"description": lane_description(name, nodes, lanes, record.options)},
+                                     metadata={"description": lane_description(name, record, nodes, lanes)},
                                      **at()))
         for node in nodes:
             if lanes[node["id"]] != name or node["id"] in kept_out:
@@ -450,12 +446,31 @@ def lane(node: dict[str, Any], options: list[str]) -> str:
     return f"{role} {letter(side)}" if isinstance(side, int) and 0 <= side < len(options) else role
 
 
-def lane_description(name: str, nodes: list[dict[str, Any]], lanes: dict[str, str], options: list[str]) -> str:
+def lane_description(name: str, record: Record, nodes: list[dict[str, Any]], lanes: dict[str, str]) -> str:
+    """What the viewer prints on a lane's card: the side it argues, its turns as the judge read
+    them, and how many calls it made."""
     mine = [n for n in nodes if lanes[n["id"]] == name]
     sides = {n.get("side") for n in mine if isinstance(n.get("side"), int)}
     calls = sum(n.get("kind") == "call" for n in mine)
-    argues = f"argues for {letter(next(iter(sides)))}) {options[next(iter(sides))]}; " if len(sides) == 1 else ""
-    return f"{argues}{calls} call(s)"
+    parts = []
+    if len(sides) == 1:
+        side = next(iter(sides))
+        parts.append(f"argues for {letter(side)}) {record.options[side]}")
+    turns = [turn for t in record.transcripts for turn in t.turns
+             if lane({"role": turn.role, "side": turn.side}, record.options) == name]
+    for turn in turns:
+        text = " ".join(_plain_quotes(turn))
+        parts.append(f"round {turn.round + 1}: {text}" if len(turns) > 1 else f"turn: {text}")
+    parts.append(f"{calls} call(s)")
+    return " · ".join(parts)
+
+
+def _plain_quotes(turn: Turn) -> list[str]:
+    """The turn's text with each quote as “text” ✓ (verified when the turn was made) or ✗ (not)."""
+    from oversight.app.report import quote_segments
+
+    return [f"“{seg['text']}”" + {True: " ✓", False: " ✗"}.get(seg["verified"], "") if seg.get("quote")
+            else seg["text"].strip() for seg in quote_segments(turn) if seg["text"].strip()]
 
 
 def best_of_n_branches(nodes: list[dict[str, Any]], parents: dict[str, list[str]]) -> dict[str, dict[int, list[str]]]:
@@ -530,6 +545,16 @@ def _overrides(job: Path) -> list[str]:
 
         return [str(o) for o in OmegaConf.load(saved)]
     return []
+
+
+def _override_args(overrides: list[str]) -> dict[str, Any]:
+    """The job's Hydra overrides as Inspect task arguments (what differs between a sweep's jobs;
+    the whole composed config is in the log's metadata)."""
+    args: dict[str, Any] = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        args[key.lstrip("+~")] = value
+    return args
 
 
 def _flat(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
