@@ -364,11 +364,14 @@ def call_events(record: Record, models: ModelNames, start: datetime):
         if edge["target"] in parents and edge["source"] in by_id:
             parents[edge["target"]].append(edge["source"])
     lanes = {n["id"]: lane(n, record.options) for n in nodes}
-    branches = best_of_n_branches(nodes, parents)
-    for step_id, dropped in branches.items():
-        for members in dropped.values():
+    candidates = best_of_n_candidates(nodes, parents, lanes)
+    for step_id, owned in candidates.items():
+        for members in owned.values():
             for node_id in members:
-                lanes[node_id] = lanes[step_id]
+                lanes[node_id] = lanes[step_id]  # the preference judge's calls belong to the speaker's turn
+    # the candidates a best-of-N step did not keep: branches of its lane, not its main line
+    branches = {step_id: {k: members for k, members in owned.items() if k != by_id[step_id]["chosen"]}
+                for step_id, owned in candidates.items()}
     turns = {turn.node: turn for t in record.transcripts for turn in t.turns if turn.node}
     kept_out = {node_id for dropped in branches.values() for members in dropped.values() for node_id in members}
 
@@ -423,7 +426,7 @@ def call_events(record: Record, models: ModelNames, start: datetime):
         for node in nodes:
             if lanes[node["id"]] != name or node["id"] in kept_out:
                 continue
-            if node["id"] in branches:  # a best-of-N choice: the candidates it did not keep branch off here
+            if branches.get(node["id"]):  # a best-of-N choice: the candidates it did not keep branch off here
                 anchor = f"anchor-{_digest(record.question_id + node['id'])[:8]}"
                 events.append(AnchorEvent(anchor_id=anchor, span_id=span, **at()))
                 for k, members in branches[node["id"]].items():
@@ -456,6 +459,8 @@ def lane_description(name: str, record: Record, nodes: list[dict[str, Any]], lan
     if len(sides) == 1:
         side = next(iter(sides))
         parts.append(f"argues for {letter(side)}) {record.options[side]}")
+    elif any(lanes[n["id"]].startswith(name + " ") for n in nodes):
+        parts.append("shared by every side (the same calls serve each speaker)")
     turns = [turn for t in record.transcripts for turn in t.turns
              if lane({"role": turn.role, "side": turn.side}, record.options) == name]
     for turn in turns:
@@ -473,9 +478,11 @@ def _plain_quotes(turn: Turn) -> list[str]:
             else seg["text"].strip() for seg in quote_segments(turn) if seg["text"].strip()]
 
 
-def best_of_n_branches(nodes: list[dict[str, Any]], parents: dict[str, list[str]]) -> dict[str, dict[int, list[str]]]:
-    """best_of_n step id -> {candidate index: the nodes that made only that candidate (its own
-    calls and the preference judge's calls on it)}, for the candidates the step did not keep."""
+def best_of_n_candidates(nodes: list[dict[str, Any]], parents: dict[str, list[str]],
+                         lanes: dict[str, str]) -> dict[str, dict[int, list[str]]]:
+    """best_of_n step id -> {candidate index: the nodes that made only that candidate}: the
+    candidate's node, its own calls in the speaker's lane (readings shared by every draw stay
+    where they are) and the preference judge's calls on it."""
     by_id = {n["id"]: n for n in nodes}
 
     def ancestors(node_id: str) -> set[str]:
@@ -494,15 +501,15 @@ def best_of_n_branches(nodes: list[dict[str, Any]], parents: dict[str, list[str]
             continue
         made = {c: ancestors(c) | {c} for c in candidates if c in by_id}
         scorers = [p for p in parents.get(node["id"], []) if p not in made]
-        dropped: dict[int, list[str]] = {}
+        owned: dict[int, list[str]] = {}
         for k, c in enumerate(candidates):
-            if k == node["chosen"] or c not in made:
+            if c not in made:
                 continue
             others = set().union(*(m for other, m in made.items() if other != c))
-            own = (made[c] - others) | {s for s in scorers if c in ancestors(s)}
-            dropped[k] = [n["id"] for n in nodes if n["id"] in own]
-        if dropped:
-            found[node["id"]] = dropped
+            own = {n for n in made[c] - others if n == c or lanes[n] == lanes[node["id"]]}
+            own |= {s for s in scorers if c in ancestors(s)}
+            owned[k] = [n["id"] for n in nodes if n["id"] in own]
+        found[node["id"]] = owned
     return found
 
 
