@@ -397,4 +397,5 @@ def screenshot(sweep: Path, png: Path) -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `tests` importable
     screenshot(Path(sys.argv[1]), Path(sys.argv[2]))

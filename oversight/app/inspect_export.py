@@ -466,6 +466,12 @@ def lane_description(name: str, record: Record, nodes: list[dict[str, Any]], lan
     for turn in turns:
         text = " ".join(_plain_quotes(turn))
         parts.append(f"round {turn.round + 1}: {text}" if len(turns) > 1 else f"turn: {text}")
+    ids = {n["id"] for n in mine}
+    for j in record.judgments:  # the judge's lane: its verdict
+        if j.chosen is not None and any(o.node in ids for o in j.orders):
+            episode = f" ({j.episode})" if j.episode != "main" else ""
+            p_true = f", p(true) {j.p[record.correct_index]:.2f}" if j.p else ""
+            parts.append(f"verdict{episode}: {letter(j.chosen)}) {record.options[j.chosen]}{p_true}")
     parts.append(f"{calls} call(s)")
     return " · ".join(parts)
 
