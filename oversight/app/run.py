@@ -20,6 +20,7 @@ from oversight.graph import call_costs
 from oversight.metrics import summarise
 from oversight.models import cache_root
 from oversight.plugins import Judge, Protocol, Task, build
+from oversight.provenance import run_provenance
 from oversight.records import write_records, write_summary
 from oversight.types import Question, Record
 
@@ -63,7 +64,7 @@ def run_job(cfg: dict[str, Any], out_dir: str | Path, on_progress=None) -> dict[
 
 
 async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=None) -> dict[str, Any]:
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     out_dir = Path(out_dir)
     check_exclusive(cfg)
     protocol: Protocol = build(cfg["protocol"], "protocol", Protocol)
@@ -112,6 +113,9 @@ async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=No
         "wall_seconds": round(time.perf_counter() - started, 3),
         "extra": protocol.extra_metrics(records),
         "config": cfg,
+        # what produced these answers: code revision, libraries, weights and backends, machine, time
+        "provenance": run_provenance(engine.backends, [cfg["model"], *(cfg.get("models") or {}).values()],
+                                     started=started_at),
     }
     write_summary(out_dir, summary)
     if engine.cache is not None:

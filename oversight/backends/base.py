@@ -75,6 +75,9 @@ class BackendSettings(BaseModel):
 class Backend(ABC):
     #: identifies the model (weights + template) for the call cache; must change when outputs would
     identity: str = ""
+    #: what the weights are, by content (oversight.models.weights_fingerprint), for provenance;
+    #: "" where the backend cannot know it (a remote server, a test double)
+    weights: str = ""
     #: the longest token sequence the model attends over (prompt plus what a call adds to it), and
     #: where that number came from; None where the backend cannot know it
     max_context: int | None = None

