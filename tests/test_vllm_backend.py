@@ -65,6 +65,18 @@ def _calls() -> list[Call]:
     ]
 
 
+def people(n: int) -> list[Question]:
+    return [Question(id=f"q{i}", question=f"Where does person {i} live?", options=[f" city {i}", " town"], correct=0)
+            for i in range(n)]
+
+
+async def episode(question, ctx):
+    """One generate call, then one loglikelihood call that reads it: two waves per job."""
+    said = await ctx.generate("debater", _msgs(question.question), params=SamplingParams(max_new_tokens=8))
+    scores = await ctx.loglikelihood("judge", _msgs(said.text), question.options, deps=[said.node])
+    return said.text, scores.logprobs
+
+
 @pytest.fixture(scope="module")
 def vllm_backend():
     backend = get_backend(EMBEDDED, {**group_config("backend", "vllm"), **SETTINGS})
@@ -153,14 +165,7 @@ def test_each_request_samples_with_its_own_seed(vllm_backend):
 
 @real
 def test_the_engine_batches_across_questions_on_vllm(vllm_backend, hf):
-    questions = [Question(id=f"q{i}", question=f"Where does person {i} live?", options=[f" city {i}", " town"],
-                          correct=0) for i in range(24)]
-
-    async def episode(question, ctx):
-        said = await ctx.generate("debater", _msgs(question.question), params=SamplingParams(max_new_tokens=8))
-        scores = await ctx.loglikelihood("judge", _msgs(said.text), question.options, deps=[said.node])
-        return said.text, scores.logprobs
-
+    questions = people(24)
     counting = CountingBackend(vllm_backend)
     on_vllm = Engine(backends={"default": counting}).run(questions, episode)
     assert counting.batches == [24, 24]  # every question's generation in one batch, every scoring in one

@@ -12,8 +12,6 @@ Skipped, with the reason, where vLLM is not importable; `.ci/run` installs the `
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
 
@@ -21,12 +19,13 @@ import httpx
 import pytest
 
 from oversight.app import group_config
+from oversight.app.launch import free_port, running_server
 from oversight.backends import get_backend
 from oversight.backends.openai import OpenAIBackend
 from oversight.engine import Engine
 from oversight.models import WeightsSource, local_weights
-from oversight.types import Call, Question, SamplingParams
-from tests.test_vllm_backend import EMBEDDED, SKIP, _calls, _msgs
+from oversight.types import Call, SamplingParams
+from tests.test_vllm_backend import EMBEDDED, SKIP, _calls, _msgs, episode, people
 
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
 SERVED = "smol"
@@ -35,38 +34,15 @@ SERVED = "smol"
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
     weights = local_weights(WeightsSource(path="", gguf_file=EMBEDDED["gguf_file"], package=EMBEDDED["package"]))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    port = free_port()
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", weights,
                "--served-model-name", SERVED, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", "2048", "--dtype", "float32", "--enforce-eager", "--seed", "0"]
     cores = sorted(os.sched_getaffinity(0))
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": f"{cores[0]}-{cores[-1]}"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 600
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"vLLM's server exited with {process.returncode}: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM's server did not answer in 600 s: {log.read_text()[-3000:]}")
-            time.sleep(1)
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": f"{cores[0]}-{cores[-1]}"}
+    with running_server(command, f"http://127.0.0.1:{port}/v1", tmp_path_factory.mktemp("vllm-server") / "server.log",
+                        env=env, name="vLLM's server") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +127,7 @@ def test_retries_carry_a_call_over_a_server_that_comes_up_late(vllm_server):
         def log_message(self, *args):
             pass
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proxies = []
 
     def start_late():
@@ -174,14 +148,7 @@ def test_retries_carry_a_call_over_a_server_that_comes_up_late(vllm_server):
 
 
 def test_a_job_through_vllm_serve_gives_the_in_process_verdicts(vllm_server, hf):
-    questions = [Question(id=f"q{i}", question=f"Where does person {i} live?", options=[f" city {i}", " town"],
-                          correct=0) for i in range(16)]
-
-    async def episode(question, ctx):
-        said = await ctx.generate("debater", _msgs(question.question), params=SamplingParams(max_new_tokens=8))
-        scores = await ctx.loglikelihood("judge", _msgs(said.text), question.options, deps=[said.node])
-        return said.text, scores.logprobs
-
+    questions = people(16)
     served = Engine(backends={"default": _client(vllm_server)}).run(questions, episode)
     local = Engine(backends={"default": hf}).run(questions, episode)
     for s, h in zip(served, local):

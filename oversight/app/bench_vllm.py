@@ -22,13 +22,14 @@ why it is not used). Ratio hf / vLLM per kind (goal: >= 1, no kind slower throug
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from oversight.app import group_config
+from oversight.app.launch import free_port, running_server
 from oversight.backends import get_backend
 from oversight.engine import Engine
 from oversight.plugins import Protocol, build
@@ -56,14 +57,13 @@ def bench_vllm(model_cfg: dict[str, Any], hf_cfg: dict[str, Any], vllm_cfg: dict
         gen[label], texts[label], calls = _engine_run(backend, questions, debate)
     gen["raw vLLM.generate"] = _raw_vllm(vllm, calls)
     if server:
-        url, process = _start_server(vllm, model_cfg)
-        try:
+        port = free_port()
+        with tempfile.TemporaryDirectory() as logs, \
+                running_server(_server_command(vllm, port), f"http://127.0.0.1:{port}/v1", Path(logs) / "server.log",
+                               timeout_s=900, name="vLLM's server") as url:
             client = get_backend({**model_cfg, "served_name": "bench"},
                                  {**group_config("backend", "openai"), "base_url": url, "timeout_s": 600})
             gen["engine on vLLM server"], texts["engine on vLLM server"], _ = _engine_run(client, questions, debate)
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
     result["generation"] = {k: {"tokens": t, "seconds": s, "tokens_per_second": t / s} for k, (t, s) in gen.items()}
     result["same_text_as_hf"] = {k: sum(a == b for a, b in zip(v, texts["engine on hf"])) for k, v in texts.items()}
     result["generate_calls"] = len(calls)
@@ -135,12 +135,8 @@ def _prompt_logprobs(backend, calls: list[Call]) -> None:
                          use_tqdm=False)
 
 
-def _start_server(backend, model_cfg: dict[str, Any]):
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def _server_command(backend, port: int) -> list[str]:
+    """vLLM's OpenAI server on the in-process engine's model and settings."""
     args = backend.engine_args
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", args["model"],
                "--tokenizer", args["tokenizer"], "--served-model-name", "bench", "--host", "127.0.0.1",
@@ -149,21 +145,7 @@ def _start_server(backend, model_cfg: dict[str, Any]):
         command.append("--enforce-eager")
     if args.get("max_model_len"):
         command += ["--max-model-len", str(args["max_model_len"])]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 900
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"vLLM's server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return url, process
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("vLLM's server did not answer in 900 s")
-        time.sleep(1)
+    return command
 
 
 def print_result(result: dict[str, Any]) -> None:
