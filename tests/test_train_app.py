@@ -31,7 +31,8 @@ def tiny(model_dir):
 
 
 def test_debate_train_preset_trains_an_adapter_and_evaluates_it_against_the_base(tiny_model_dir, tmp_path):
-    args = ["-m", "+experiment=debate_train", "task.n=7", "train.n_train=3", "train.best_of=2", "train.word_limit=12",
+    args = ["-m", "+experiment=debate_train", "task.n=7", "train.n_train=3", "protocol.strategy.n=2",
+            "protocol.strategy.inner.word_limit=12",
             "train.dpo.max_steps=2", "train.dpo.batch_size=2", "train.dpo.save_steps=1", "train.dpo.max_length=256",
             f"hydra.sweep.dir={tmp_path}/sweep", *tiny(tiny_model_dir)]
     proc = run("oversight.app.cli", args, tmp_path)
@@ -63,7 +64,7 @@ def test_debate_train_preset_trains_an_adapter_and_evaluates_it_against_the_base
 
 
 def test_oversight_train_rrm_prints_the_per_level_table_and_resumes(tiny_model_dir, tmp_path):
-    args = ["train=rrm", "task=arithmetic_answers", "train.n_train=6", "train.n_heldout=4", "train.candidates=[1,2]",
+    args = ["train=rrm", "task.n=10", "train.n_train=6", "train.candidates=[1,2]",
             f"train.features_cache={tmp_path}/features.sqlite", f"hydra.run.dir={tmp_path}/rrm", *tiny(tiny_model_dir)]
     proc = run("oversight.app.train", args, tmp_path)
     out = proc.stdout + proc.stderr
