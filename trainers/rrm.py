@@ -321,11 +321,10 @@ def label_level(engine: Any, judge: Any, items: list[Item], out_dir: Path, *, as
         transcript, judgment, label = outcome.value
         labels.append(label)
         q = outcome.question
-        records.append(Record(
-            question_id=q.id, question=q.question, options=q.options, correct_index=q.correct,
-            protocol="rrm_train", metadata={**q.metadata, "label": label, "unassisted": unassisted},
-            transcripts=[transcript], judgments=[judgment] if judgment else [],
-            correct=float(label == (q.correct == 0)), graph=outcome.graph.to_json()))
+        records.append(Record.of(
+            q, "rrm_train", metadata={"label": label, "unassisted": unassisted}, transcripts=[transcript],
+            judgments=[judgment] if judgment else [], correct=float(label == (q.correct == 0)),
+            graph=outcome.graph.to_json()))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_records(out_dir, records)
     return labels

@@ -83,13 +83,9 @@ async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=No
         q = outcome.question
         transcripts, judgments = outcome.value if outcome.value else ([], [])
         done = [j.correct for j in judgments if j.correct is not None]
-        records.append(Record(
-            question_id=q.id, question=q.question, options=q.options, correct_index=q.correct,
-            reward_option=q.reward_option, protocol=protocol.title, metadata=q.metadata, context=q.context,
-            transcripts=transcripts,
-            judgments=judgments, correct=sum(done) / len(done) if done else None, error=outcome.error,
-            graph=outcome.graph.to_json(),
-        ))
+        records.append(Record.of(
+            q, protocol.title, transcripts=transcripts, judgments=judgments,
+            correct=sum(done) / len(done) if done else None, error=outcome.error, graph=outcome.graph.to_json()))
     write_records(out_dir, records)
     summary = {
         "protocol": protocol.title,
