@@ -58,6 +58,9 @@ def test_an_unwritable_call_cache_is_one_error_line(tmp_path):
 def test_a_nested_group_override_names_one_directory_level(tmp_path):
     assert job_name(["protocol/strategy=free", "protocol=debate"]) == "protocol.strategy=free,protocol=debate"
     assert job_name(["+protocol/strategy@x=free"]) == "+protocol.strategy@x=free"
+    long = [f"train.dpo.field_number_{i}={i}" for i in range(20)]
+    name = job_name(long)
+    assert len(name.encode()) <= 200 and name != job_name(long[:-1])  # still one level, still unique
     proc = oversight(["-m", "protocol=debate", "protocol/strategy=free", "protocol.strategy.word_limit=8", "task.n=2",
                       SCRIPTED, "progress=false", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

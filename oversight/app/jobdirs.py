@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 NO_EFFECT_KEYS = ("name", "progress", "baseline", "experiment", "cache.path", "cache.enabled")
 #: between the levels of a nested config group's name (`protocol/strategy`)
 GROUP_SEP = "/"
+#: the longest job directory name, in bytes (most file systems allow 255); longer ones end in a digest
+MAX_NAME_BYTES = 200
 #: keys whose values are paths, URLs or packages (a digest stands for them even without a slash)
 PATH_KEY_ENDINGS = ("path", "url", "_file", "package", "dir")
 
@@ -38,7 +40,11 @@ def job_name(overrides, *leave_out: str) -> str:
             items.append(f"{key}@{hashlib.sha256(value.encode()).hexdigest()[:8]}")
         else:
             items.append(f"{key}={value}" if "=" in str(line) else key)
-    return ",".join(sorted(items)) or "defaults"
+    name = ",".join(sorted(items)) or "defaults"
+    if len(name.encode()) > MAX_NAME_BYTES:  # file systems refuse names over 255 bytes
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = name.encode()[:MAX_NAME_BYTES - 12].decode(errors="ignore") + f"...@{digest}"
+    return name
 
 
 def holds_path(key: str, value: str) -> bool:
