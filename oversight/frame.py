@@ -18,9 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from oversight.errors import OversightError
 from oversight.graph import call_costs
-from oversight.records import SUMMARY, read_records
+from oversight.records import job_dirs, read_records
 from oversight.types import Judgment, Record
 
 COLUMNS = ["job", "question_id", "protocol", "judge", "episode", "source", "human", "judge_id", "n_options",
@@ -38,9 +37,7 @@ def load(directory: str | Path, humans: HumanRows | None = None):
     import pandas as pd
 
     directory = Path(directory)
-    jobs = sorted(p.parent for p in directory.rglob(SUMMARY))
-    if not jobs:
-        raise OversightError(f"{directory}: no {SUMMARY} found (not a job or sweep directory)")
+    jobs = job_dirs(directory, required=True)
     rows: list[dict[str, Any]] = []
     for job in jobs:
         rel = str(job.relative_to(directory)) or "."

@@ -15,6 +15,10 @@ also inside lists), validates the fields, and turns every problem into a `Config
 message names the key (`protocol.rounds: Input should be greater than or equal to 1`). A plugin
 defined outside this repository is named the same way, once its module is importable.
 
+A training job is a plugin too: `train._target_` names a `Trainer`, whose `run(job)` receives what
+the app built for it (`TrainingRun`: the job's task, protocol and judge, a way to build engines and
+run protocol jobs, the output directory) and returns its summary.
+
 Optional hooks are methods with no-op defaults, declared here, never discovered with getattr.
 Backends are the one kind built differently: `backend._target_` names a class taking
 `(model_cfg, backend_cfg)`, found with the same `locate`, because one instance serves every role
@@ -25,7 +29,8 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +40,9 @@ from oversight.errors import ConfigError
 from oversight.types import Judgment, Question, Record, Transcript, Turn
 
 if TYPE_CHECKING:
-    from oversight.engine import Context
+    from rich.console import Console
+
+    from oversight.engine import Context, Engine
 
 P = TypeVar("P")
 TARGET = "_target_"
@@ -128,6 +135,39 @@ class Judge(Plugin):
     def report(self, job_dir: Path, summary: dict[str, Any]) -> JudgeReport | None:
         """Comparison rows for a finished job; None: the standard row from summary.json."""
         return None
+
+
+@dataclass
+class TrainingRun:
+    """What the app hands a trainer: the job's plugins, built from its config, and the app's own
+    ways to build an engine and to run a protocol job, so a trainer wires nothing itself.
+
+    `protocol` is None when the config names none (`protocol: null`); a trainer that needs one, or
+    cannot use the one given, raises a ConfigError naming `protocol`, never ignores or replaces it."""
+
+    config: dict[str, Any]  # the job's whole config, resolved (sub-jobs are built from it)
+    out_dir: Path
+    task: "Task"
+    protocol: "Protocol | None"
+    judge: "Judge"
+    console: "Console"
+    progress: bool  # show progress bars (config `progress`)
+    #: an engine for a job config (its models, roles, backend and call cache), reporting to on_progress
+    build_engine: Callable[[dict[str, Any], Callable[[Any], None] | None], "Engine"]
+    #: run a protocol job of a config into a directory (records.jsonl, summary.json), with a progress
+    #: bar labelled as given; returns its summary
+    run_job: Callable[[dict[str, Any], Path, str], dict[str, Any]]
+
+
+class Trainer(Plugin):
+    """A training job (`train:` in config): reward models, debaters, ... from what protocols produce.
+    Its fields are its config; `run` does the work and returns the summary (also written to
+    `job.out_dir/summary.json`). Running it again in the same directory resumes."""
+
+    name: str = Field(description="the job's name, in its outputs")
+
+    @abstractmethod
+    def run(self, job: TrainingRun) -> dict[str, Any]: ...
 
 
 # ---- finding and building ----------------------------------------------------------------------

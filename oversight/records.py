@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from oversight.errors import DataError
+from oversight.errors import DataError, OversightError
 from oversight.types import Record
 
 RECORDS = "records.jsonl"
@@ -39,6 +39,18 @@ def read_records(directory: str | Path) -> list[Record]:
             except ValueError as exc:
                 raise DataError(f"{path}:{line_no}: not a valid record: {exc}") from exc
     return records
+
+
+def job_dirs(directory: str | Path, required: bool = False, skip: str | None = None) -> list[Path]:
+    """Every job directory under `directory` (itself included): those holding a summary.json, sorted.
+    `required`: none is an error naming the directory. `skip`: leave out jobs inside a folder of
+    that name (the report's copies)."""
+    directory = Path(directory)
+    jobs = sorted(p.parent for p in directory.rglob(SUMMARY)
+                  if skip is None or skip not in p.relative_to(directory).parts[:-1])
+    if required and not jobs:
+        raise OversightError(f"{directory}: no {SUMMARY} found in any job directory (not a job or sweep directory)")
+    return jobs
 
 
 def write_summary(directory: str | Path, summary: dict[str, Any]) -> Path:

@@ -218,3 +218,13 @@ class Record(BaseModel):
     correct: float | None = Field(default=None, description="mean correctness over this question's episodes")
     error: str | None = None
     graph: dict[str, Any] = Field(default_factory=dict, description="node-link data of the call graph")
+
+    @classmethod
+    def of(cls, question: Question, protocol: str, **fields: Any) -> "Record":
+        """The record of `question` (its id, text, options, ground truth, reward option, passage and
+        metadata copied from it) with the job's `fields` (transcripts, judgments, correct, graph, ...);
+        `metadata` given here is added to the question's."""
+        metadata = {**question.metadata, **fields.pop("metadata", {})}
+        return cls(question_id=question.id, question=question.question, options=question.options,
+                   correct_index=question.correct, reward_option=question.reward_option, context=question.context,
+                   protocol=protocol, metadata=metadata, **fields)

@@ -105,9 +105,15 @@ def checker_messages(question: str) -> list[dict[str, str]]:
 
 
 def critique(question: Question, checks: list[Check]) -> tuple[str, str]:
-    """The critic's summary, ending in the question's own answer form ("So the working is wrong.")."""
+    """The critic's summary of the checks of the question's steps (see `critique_of`)."""
+    return critique_of(question, [i for i, c in enumerate(checks, 1) if not c.ok])
+
+
+def critique_of(question: Question, failed: list[int]) -> tuple[str, str]:
+    """The verdict and the critic's summary of a working whose steps `failed` (1-based) are wrong,
+    ending in the question's own answer form ("So the working is wrong."). trainers/rrm.py's
+    critics say the same."""
     good = question.reward_option or 0
-    failed = [i for i, c in enumerate(checks, 1) if not c.ok]
     verdict = question.options[good] if not failed else question.options[1 - good]
     reason = "Every step checks out." if not failed else \
         f"Step{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))} {'are' if len(failed) > 1 else 'is'} wrong."

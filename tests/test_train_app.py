@@ -31,7 +31,8 @@ def tiny(model_dir):
 
 
 def test_debate_train_preset_trains_an_adapter_and_evaluates_it_against_the_base(tiny_model_dir, tmp_path):
-    args = ["-m", "+experiment=debate_train", "task.n=7", "train.n_train=3", "train.best_of=2", "train.word_limit=12",
+    args = ["-m", "+experiment=debate_train", "task.n=7", "train.n_train=3", "protocol.strategy.n=2",
+            "protocol.strategy.inner.word_limit=12",
             "train.dpo.max_steps=2", "train.dpo.batch_size=2", "train.dpo.save_steps=1", "train.dpo.max_length=256",
             f"hydra.sweep.dir={tmp_path}/sweep", *tiny(tiny_model_dir)]
     proc = run("oversight.app.cli", args, tmp_path)
@@ -54,7 +55,10 @@ def test_debate_train_preset_trains_an_adapter_and_evaluates_it_against_the_base
     models = {n.get("model") for r in evaluation for n in r.graph["nodes"] if n.get("role") == "trained_arguer"}
     assert models == {"trained"}
     assert "cross-play rating" in proc.stdout + proc.stderr
-    assert all(0 <= r["consultant_persuasion"] <= 1 for r in players.values())
+    for name, row in players.items():  # how often the judge took each consultant's side, from the records
+        sided = [float(j.chosen == t.assigned_side) for r in evaluation for t in r.transcripts for j in r.judgments
+                 if j.episode == t.episode and t.info["match"] == "consultancy" and t.info["players"] == [name]]
+        assert len(sided) == 4 * 2 and row["consultant_persuasion"] == pytest.approx(sum(sided) / len(sided))
     assert "dpo - base, paired over held-out questions" in (job / "table.md").read_text()
     # running it again resumes: every stage is read back, nothing retrained
     again = run("oversight.app.cli", args, tmp_path)
@@ -63,14 +67,17 @@ def test_debate_train_preset_trains_an_adapter_and_evaluates_it_against_the_base
 
 
 def test_oversight_train_rrm_prints_the_per_level_table_and_resumes(tiny_model_dir, tmp_path):
-    args = ["train=rrm", "task=arithmetic_answers", "train.n_train=6", "train.n_heldout=4", "train.candidates=[1,2]",
+    args = ["train=rrm", "task.n=10", "train.n_train=6", "train.candidates=[1,2]",
             f"train.features_cache={tmp_path}/features.sqlite", f"hydra.run.dir={tmp_path}/rrm", *tiny(tiny_model_dir)]
     proc = run("oversight.app.train", args, tmp_path)
     out = proc.stdout + proc.stderr
     assert "| level | items | label acc" in out and "workings" in out
     summary = json.loads((tmp_path / "rrm" / "summary.json").read_text())
     assert [r["level"] for r in summary["levels"]] == [0, 1, 2]
+    heads = sorted((tmp_path / "rrm").glob("level*/*/head.pkl"))
+    written = {p: p.stat().st_mtime_ns for p in heads}
     again = run("oversight.app.train", args, tmp_path)
-    assert "finished earlier" not in again.stdout  # progress is off; the resumed run still prints the table
+    assert "| level | items | label acc" in again.stdout + again.stderr  # the resumed run prints the table
+    assert len(heads) == 3 * 3 and {p: p.stat().st_mtime_ns for p in heads} == written  # no head retrained
     assert json.loads((tmp_path / "rrm" / "summary.json").read_text())["levels"] == summary["levels"]
     assert json.loads((tmp_path / "rrm" / "summary.json").read_text())["features_extracted"] == 0

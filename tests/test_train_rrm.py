@@ -81,11 +81,12 @@ class AlwaysWrongJudgeDouble:
 def test_labels_come_from_the_levels_judge_not_ground_truth(tiny_model_dir, tiny_model_cfg, tmp_path, frozen):
     from oversight.backends.hf import HFBackend
     from oversight.records import read_records
-    from protocols.rrm_train import RRMTrainConfig, run_rrm_training
+    from oversight.tasks import arithmetic
+    from trainers.rrm import RRMTrainer, run_rrm_training
 
     engine = Engine(backends={"default": HFBackend(tiny_model_cfg, {"device": "cpu", "batch_size": 32})})
-    cfg = RRMTrainConfig(n_train=10, n_heldout=4, candidates=[1, 2], floor=False)
-    summary = run_rrm_training(cfg, engine, AlwaysWrongJudgeDouble(), frozen, tmp_path / "rrm")
+    cfg = RRMTrainer(n_train=10, candidates=[1, 2], floor=False)
+    summary = run_rrm_training(cfg, arithmetic.answers(n=14), engine, AlwaysWrongJudgeDouble(), frozen, tmp_path / "rrm")
     rows = {r["level"]: r for r in summary["levels"]}
     for level in (1, 2):  # the judge labels levels 1 and 2: every label is the wrong one
         assert rows[level]["label_accuracy"] == 0.0
@@ -106,12 +107,13 @@ def test_level_k_reward_model_assists_level_k_plus_1_in_the_call_graph(tiny_mode
     from oversight.plugins import build
     from oversight.graph import CallGraph
     from oversight.records import read_records
-    from protocols.rrm_train import RRMTrainConfig, run_rrm_training
+    from oversight.tasks import arithmetic
+    from trainers.rrm import RRMTrainer, run_rrm_training
 
     engine = Engine(backends={"default": HFBackend(tiny_model_cfg, {"device": "cpu", "batch_size": 32})})
     judge = build({"_target_": "judges.model.ModelJudge", "name": "likelihood", "kind": "likelihood"}, key="judge")
-    cfg = RRMTrainConfig(n_train=6, n_heldout=4, candidates=[1, 2])
-    summary = run_rrm_training(cfg, engine, judge, frozen, tmp_path / "rrm")
+    cfg = RRMTrainer(n_train=6, candidates=[1, 2])
+    summary = run_rrm_training(cfg, arithmetic.answers(n=10), engine, judge, frozen, tmp_path / "rrm")
     assert [r["level"] for r in summary["levels"]] == [0, 1, 2]
     level0 = read_records(tmp_path / "rrm" / "level0" / "labels")
     assert all(any(a.get("label") == "check" for _, a in CallGraph.from_json(r.graph).nodes(data=True)) for r in level0)
@@ -139,7 +141,7 @@ def test_checker_prompt_features_read_the_checkers_own_log_likelihoods(tiny_mode
     from oversight.tasks import arithmetic
     from oversight.types import Claim, Question
     from protocols import rrm
-    from protocols.rrm_train import Featurizer
+    from trainers.rrm import Featurizer
 
     part = arithmetic.claim(72, 30, 103)
     engine = Engine(backends={"default": HFBackend(tiny_model_cfg, {"device": "cpu", "batch_size": 8})})

@@ -1,8 +1,11 @@
 """The application: the only code that wires plugins together.
 
-`cli` (the Hydra app `oversight`), `run` (one job), `compare` (+ the sweep callback), `extras`,
-`bench`, `serve` (a development OpenAI-compatible server). The kernel (`oversight.*` outside this
-package) never imports from here, nor from `protocols` or `judges`.
+`cli` (the Hydra app `oversight`), `train` (`oversight-train`: builds trainer plugins), `run` (one
+job), `sweep` (the one Hydra sweep callback), `compare`, `report`, `persuasion`, `extras`, `jobdirs`
+(job directory names), `args` (command-line checks), `bench`, `serve` (a development
+OpenAI-compatible server). The kernel (`oversight.*` outside this
+package) never imports from here, nor from `protocols`, `judges` or `trainers`
+(tests/test_import_graph.py checks it).
 """
 
 from __future__ import annotations

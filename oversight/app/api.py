@@ -30,7 +30,8 @@ def compose(overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from oversight.app.cli import run_dir, unknown_group_choice
+    from oversight.app.args import unknown_group_choice
+    from oversight.app.jobdirs import run_dir
 
     overrides = list(overrides)
     problem = unknown_group_choice(overrides, CONF_DIR)  # one line naming the group and the valid names

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -17,80 +16,23 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from oversight.app import CONF_DIR
-from oversight.app.compare import SweepCallback
+from oversight.app.args import CONF_DIR, unknown_group_choice
+import oversight.app.jobdirs  # noqa: F401  (registers the resolvers that name job directories)
+from oversight.app.run import run_job
+from oversight.app.sweep import SweepCallback
+from oversight.app.train import run_train
 from oversight.errors import OversightError
+from oversight.progress import RunProgress
 
-CONF_DIR = str(CONF_DIR)
 log = logging.getLogger("oversight")
-
-#: overrides that never change a job's results, left out of its directory name (`experiment` names
-#: the sweep instead; its values reach the job name as the sweep's own overrides)
-NO_EFFECT_KEYS = ("name", "progress", "baseline", "experiment", "cache.path", "cache.enabled")
-#: keys whose values are paths, URLs or packages (a digest stands for them even without a slash)
-PATH_KEY_ENDINGS = ("path", "url", "_file", "package", "dir")
-
-
-def job_name(overrides, *leave_out: str) -> str:
-    """A job's directory name: its overrides, sorted and joined with commas as Hydra's
-    `override_dirname` does (`protocol=debate,task.n=40`), except that an override holding a path or
-    a URL appears as `key@digest` (8 hex digits of its value's sha256): unique per value, and one
-    directory level whatever the value. `leave_out` drops keys (and their sub-keys) from the name."""
-    items = []
-    for line in overrides:
-        key, _, value = str(line).partition("=")
-        bare = key.lstrip("+~").split("@", 1)[0]
-        if any(bare == k or bare.startswith(k + ".") for k in (*NO_EFFECT_KEYS, *leave_out)):
-            continue
-        if holds_path(bare, value):
-            items.append(f"{key}@{hashlib.sha256(value.encode()).hexdigest()[:8]}")
-        else:
-            items.append(str(line))
-    return ",".join(sorted(items)) or "defaults"
-
-
-def holds_path(key: str, value: str) -> bool:
-    if value in ("", "null"):
-        return False
-    return key.lower().endswith(PATH_KEY_ENDINGS) or any(mark in value for mark in ("/", "\\", "://"))
-
-
-def run_dir(name: str, overrides) -> str:
-    """A single run's directory: `runs/NAME/JOB`, like a sweep's job, so single runs named into a
-    sweep (`name=demo`) are compared with it; a preset run without `-m` goes to
-    `runs/single/NAME/JOB` instead, so it never lands among the preset sweep's jobs."""
-    preset = any(str(line).partition("=")[0].lstrip("+~") == "experiment" for line in overrides)
-    return f"runs/single/{name}/{job_name(overrides)}" if preset else f"runs/{name}/{job_name(overrides)}"
-
-
-def cell_name() -> str:
-    """The running job's name without its judge: one sweep cell, whatever judges it; for a per-cell
-    call cache, `cache.path='${hydra:sweep.dir}/cache/${oversight.cell:}.sqlite'`."""
-    return job_name(HydraConfig.get().overrides.task, "judge")
-
-
-OmegaConf.register_new_resolver("oversight.job", job_name, replace=True)
-OmegaConf.register_new_resolver("oversight.cell", cell_name, replace=True)
-OmegaConf.register_new_resolver("oversight.run_dir", run_dir, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def app(cfg: DictConfig) -> float:
-    from oversight.app.run import run_job
-
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)
     if plain.get("train"):  # a training job (+experiment=rrm_train, debate_train): oversight/app/train.py
-        from oversight.app.train import run_train
-
         try:
             run_train(plain, out_dir)
         except OversightError as exc:
@@ -99,18 +41,9 @@ def app(cfg: DictConfig) -> float:
         return 0.0
     console = Console(stderr=True)
     label = f"{plain['protocol'].get('label') or plain['protocol'].get('name')} / {plain['judge'].get('name')}"
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console,
-                  disable=not plain.get("progress", True)) as progress:
-        task = progress.add_task(label, total=None, stats="")
-
-        def on_progress(engine) -> None:
-            s = engine.stats
-            progress.update(task, total=engine.total, completed=engine.done,
-                            stats=f"calls {s.calls} cached {s.cache_hits} tokens out {s.output_tokens}")
-
+    with RunProgress(console, bool(plain.get("progress", True))) as progress:
         try:
-            summary = run_job(plain, out_dir, on_progress)
+            summary = run_job(plain, out_dir, progress.engine(label))
         except OversightError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
@@ -140,40 +73,6 @@ def main() -> None:
     app()
     if SweepCallback.failed_jobs:  # a sweep with a job whose every question failed
         sys.exit(1)
-
-
-def unknown_group_choice(args: list[str], conf_dir: Path) -> str | None:
-    """A config-group choice that names no YAML file (`protocol=debat`, `protocol/strategy=best`),
-    as one line naming the group and the valid names; Hydra itself would print a multi-line error.
-    Config directories added with --config-dir or hydra.searchpath count too."""
-    roots = [conf_dir, *extra_config_dirs(args)]
-    for arg in args:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, _, value = arg.partition("=")
-        group = key.lstrip("+~").split("@", 1)[0]
-        dirs = [root / group for root in roots if (root / group).is_dir()]
-        if "." in group or not dirs or value.startswith(("choice(", "range(", "glob(", "[", "{")):
-            continue
-        valid = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
-        for name in value.split(","):
-            if name and name != "null" and name not in valid:
-                return f"{group}: unknown name {name!r}; valid: {', '.join(valid)}"
-    return None
-
-
-def extra_config_dirs(args: list[str]) -> list[Path]:
-    found = []
-    for i, arg in enumerate(args):
-        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
-            found.append(Path(args[i + 1]))
-        elif arg.startswith("--config-dir="):
-            found.append(Path(arg.partition("=")[2]))
-        elif arg.startswith("hydra.searchpath="):
-            for item in arg.partition("=")[2].strip("[]").split(","):
-                if item.strip().startswith("file://"):
-                    found.append(Path(item.strip()[len("file://"):]))
-    return found
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import argparse
 import csv
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from oversight.app import exit_code
 from oversight.errors import OversightError
 from oversight.metrics import paired_difference, question_scores
 from oversight.plugins import TARGET, Judge, JudgeReport, build
-from oversight.records import SUMMARY, read_records, read_summary
+from oversight.records import job_dirs, read_records, read_summary
 
 COLUMNS = ["job", "protocol", "judge", "n", "failed", "accuracy", "ci_low", "ci_high", "diff_vs_baseline", "diff_ci_low",
            "diff_ci_high", "brier", "ece", "position_bias_rate", "parse_failure_rate", "model_calls", "cache_hits",
@@ -69,9 +68,7 @@ def comparison(sweep_dir: str | Path, baseline: str | None = DEFAULT_BASELINE, c
     """The comparison rows of every finished job under `sweep_dir` (what `compare` writes and the
     report shows), computed from the files alone; writes nothing."""
     sweep_dir = Path(sweep_dir)
-    jobs = sorted(p.parent for p in sweep_dir.rglob(SUMMARY))
-    if not jobs:
-        raise OversightError(f"{sweep_dir}: no {SUMMARY} found in any job directory")
+    jobs = job_dirs(sweep_dir, required=True)
     summaries = {job: read_summary(job) for job in jobs}
     scores = {job: question_scores(read_records(job), summaries[job]["judge"]) for job in jobs}
     console = console or Console(stderr=True)
@@ -218,54 +215,14 @@ def _plot(path: Path, rows: list[dict], baseline: str) -> None:
     plt.close(fig)
 
 
-class SweepCallback:
-    """Hydra callback: compare all jobs when a multirun ends, and say which jobs failed on every
-    question (`oversight` then exits non-zero)."""
-
-    failed_jobs: list[str] = []  # set at the end of a sweep, read by oversight.app.cli.main
-
-    def __init__(self, **_: Any):
-        pass
-
-    def on_multirun_end(self, config, **_: Any) -> None:
-        from oversight.app.report import build_report
-
-        sweep_dir = config.hydra.sweep.dir
-        try:
-            compare(sweep_dir, config.get("baseline"), strict=False)
-        except OversightError as exc:
-            Console(stderr=True).print(f"[red]comparison skipped:[/red] {exc}")
-            compared = False
-        else:
-            compared = True
-        SweepCallback.failed_jobs = all_failed(sweep_dir)
-        if SweepCallback.failed_jobs:
-            print(f"error: {len(SweepCallback.failed_jobs)} job(s) of the sweep failed on every question: "
-                  f"{', '.join(SweepCallback.failed_jobs)}", file=sys.stderr)
-        if not compared:
-            return
-        started = time.perf_counter()
-        try:
-            index = build_report(sweep_dir)  # paired with the baseline saved in the sweep's multirun.yaml
-        except OversightError as exc:
-            Console(stderr=True).print(f"[red]report skipped:[/red] {exc}")
-            return
-        print(f"report: {index} (open it in a browser; built in {time.perf_counter() - started:.1f} s)")
-
-    def __getattr__(self, name: str):  # the other Hydra hooks: nothing to do
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
-
-
 def all_failed(sweep_dir: str | Path) -> list[str]:
     """The jobs under `sweep_dir` whose every question failed, with their first error."""
     found = []
-    for path in sorted(Path(sweep_dir).rglob(SUMMARY)):
-        s = read_summary(path.parent)
+    for job in job_dirs(sweep_dir):
+        s = read_summary(job)
         questions = s.get("questions", s["n"] + s.get("n_failed", 0))
         if questions and s.get("n_failed", 0) >= questions:
-            found.append(f"{path.parent.relative_to(sweep_dir)} ({s.get('first_error') or 'no error recorded'})")
+            found.append(f"{job.relative_to(sweep_dir)} ({s.get('first_error') or 'no error recorded'})")
     return found
 
 

@@ -18,15 +18,12 @@ from typing import Any
 
 from oversight.app import exit_code
 from oversight.app.compare import disambiguate_labels
-from oversight.errors import OversightError
-from oversight.records import SUMMARY, read_summary
+from oversight.records import job_dirs, read_summary
 
 
 def extras_table(directory: str | Path, keys: list[str] | None = None) -> str:
     directory = Path(directory)
-    jobs = sorted(p.parent for p in directory.rglob(SUMMARY))
-    if not jobs:
-        raise OversightError(f"{directory}: no {SUMMARY} found in any job directory")
+    jobs = job_dirs(directory, required=True)
     summaries = [read_summary(job) for job in jobs]
     labels = [{"job": str(job.relative_to(directory)), "protocol": s["protocol"], "judge": s["judge"]}
               for job, s in zip(jobs, summaries)]

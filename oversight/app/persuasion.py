@@ -29,7 +29,8 @@ from rich.console import Console
 
 from oversight.app import exit_code
 from oversight.errors import OversightError
-from oversight.records import SUMMARY, read_records, read_summary
+from oversight.plugins import TARGET, locate
+from oversight.records import job_dirs, read_records, read_summary
 
 COLUMNS = ["job", "player", "rating", "rating_low", "rating_high", "crossplay_games", "crossplay_mean_outcome",
            "debate_accuracy", "debate_low", "debate_high", "debate_n", "consultancy_accuracy", "consultancy_low",
@@ -42,7 +43,7 @@ def report(directory: str | Path, console: Console | None = None) -> list[dict[s
 
     directory = Path(directory)
     rows: list[dict[str, Any]] = []
-    for job in sorted(p.parent for p in directory.rglob(SUMMARY)):
+    for job in crossplay_jobs(directory):
         records = read_records(job)
         if not any(t.info.get("match") == "crossplay" for r in records for t in r.transcripts):
             continue
@@ -62,6 +63,23 @@ def report(directory: str | Path, console: Console | None = None) -> list[dict[s
     return rows
 
 
+def crossplay_jobs(directory: str | Path) -> list[Path]:
+    """The job directories under `directory` whose protocol is a cross-play tournament (by the
+    config saved in each summary; a job without a summary is listed too, for `report` to name)."""
+    from protocols.crossplay import CrossPlay
+
+    jobs = []
+    for job in job_dirs(directory):
+        target = ((read_summary(job).get("config") or {}).get("protocol") or {}).get(TARGET)
+        try:
+            cls = locate(target, "protocol") if target else None
+        except OversightError:
+            cls = None
+        if isinstance(cls, type) and issubclass(cls, CrossPlay):
+            jobs.append(job)
+    return jobs
+
+
 def best_of_n_table(directory: str | Path) -> str:
     """Per job with best_of_n steps: N, the mean preference score of the kept candidate and of all
     candidates, and judge accuracy with its CI."""
@@ -69,7 +87,7 @@ def best_of_n_table(directory: str | Path) -> str:
     lines = ["| job | protocol | N | turns | preference of chosen turn | mean over candidates | accuracy [95% CI] |",
              "|---|---|---|---|---|---|---|"]
     found, rows = False, []
-    for job in sorted(p.parent for p in directory.rglob(SUMMARY)):
+    for job in job_dirs(directory):
         summary = read_summary(job)
         chosen, every, sizes = [], [], set()
         for record in read_records(job):
@@ -148,24 +166,6 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-class SweepCallback:
-    """Hydra callback (added by conf/experiment/persuasion.yaml): the report when a multirun ends."""
-
-    def __init__(self, **_: Any):
-        pass
-
-    def on_multirun_end(self, config, **_: Any) -> None:
-        try:
-            report(config.hydra.sweep.dir)
-        except OversightError as exc:
-            Console(stderr=True).print(f"[red]persuasion report skipped:[/red] {exc}")
-
-    def __getattr__(self, name: str):  # the other Hydra hooks: nothing to do
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from oversight.backends import get_backend
-from oversight.cache import CallCache
+from oversight.cache import CallCache, call_cache_path
 from oversight.engine import Context, Engine
 from oversight.errors import ConfigError
 from oversight.graph import call_costs
 from oversight.metrics import summarise
-from oversight.models import cache_root
 from oversight.plugins import Judge, Protocol, Task, build
 from oversight.provenance import run_provenance
 from oversight.records import write_records, write_summary
@@ -55,7 +54,7 @@ def build_engine(cfg: dict[str, Any], on_progress=None) -> Engine:
     cache_cfg = cfg.get("cache") or {}
     cache = None
     if cache_cfg.get("enabled", True):
-        cache = CallCache(cache_cfg.get("path") or cache_root() / "calls.sqlite")
+        cache = CallCache(call_cache_path(cache_cfg.get("path")))
     return Engine(backends=backends, roles=dict(cfg.get("roles") or {}), cache=cache, on_progress=on_progress)
 
 
@@ -85,13 +84,9 @@ async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=No
         q = outcome.question
         transcripts, judgments = outcome.value if outcome.value else ([], [])
         done = [j.correct for j in judgments if j.correct is not None]
-        records.append(Record(
-            question_id=q.id, question=q.question, options=q.options, correct_index=q.correct,
-            reward_option=q.reward_option, protocol=protocol.title, metadata=q.metadata, context=q.context,
-            transcripts=transcripts,
-            judgments=judgments, correct=sum(done) / len(done) if done else None, error=outcome.error,
-            graph=outcome.graph.to_json(),
-        ))
+        records.append(Record.of(
+            q, protocol.title, transcripts=transcripts, judgments=judgments,
+            correct=sum(done) / len(done) if done else None, error=outcome.error, graph=outcome.graph.to_json()))
     write_records(out_dir, records)
     summary = {
         "protocol": protocol.title,
@@ -110,6 +105,7 @@ async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=No
         # cost of the protocol itself, whether or not the calls were answered from the cache
         "calls_per_question": call_costs(r.graph for r in records)["calls"] / max(1, len(records)),
         "backend_seconds": round(engine.stats.backend_seconds, 3),
+        "call_cache": str(engine.cache.path) if engine.cache is not None else None,
         "wall_seconds": round(time.perf_counter() - started, 3),
         "extra": protocol.extra_metrics(records),
         "config": cfg,

@@ -341,6 +341,7 @@ class _Mapping:
 
 def _generic(file: Path, records, m: _Mapping, n, n_options, seed, skip_malformed, skipped: list[str]) -> Loaded:
     questions: list[Question] = []
+    first_line: dict[str, int] = {}  # question id -> the line that gave it
     for line, record in records:
         try:
             if isinstance(record, _RowError):
@@ -364,6 +365,9 @@ def _generic(file: Path, records, m: _Mapping, n, n_options, seed, skip_malforme
             qid = f"{m.family}-line{line}"
             if m.id_field:
                 qid = _text(record.get(m.id_field), m.id_field)
+            if qid in first_line:
+                raise _RowError(m.id_field or "(id)", f"question id {qid!r} is also the id of line {first_line[qid]}; "
+                                "ids must be unique")
             context = _text(record.get(m.context), m.context) if m.context else None
             ranked = random.Random(f"{seed}:{qid}").sample(
                 [i for i in range(len(options)) if i != correct], len(options) - 1)
@@ -371,6 +375,7 @@ def _generic(file: Path, records, m: _Mapping, n, n_options, seed, skip_malforme
         except _RowError as err:
             _reject(file, line, err, skipped, skip_malformed)
             continue
+        first_line[qid] = line
         metadata = {"family": m.family, "split": m.split}
         metadata.update({f: record.get(f) for f in m.metadata})
         questions.append(Question(id=qid, question=text, options=kept, correct=correct, context=context,

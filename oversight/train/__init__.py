@@ -6,5 +6,6 @@
 - `dpo`: preference pairs -> a LoRA adapter trained with trl's DPOTrainer, checkpointed, resumable;
 - `provenance`: the data, config and library versions saved beside every checkpoint.
 
-Imports of torch, sklearn, trl and peft are lazy so the kernel stays cheap to import.
+The training jobs that use them are plugins in trainers/ (oversight.plugins.Trainer). Imports of
+torch, sklearn, trl and peft are lazy so the kernel stays cheap to import.
 """

@@ -152,11 +152,11 @@ def split_pairs(pairs: Sequence[Pair], fraction: float, seed: int = 0) -> tuple[
     """Hold out `fraction` of the pairs' questions (`meta["question"]`, else each pair on its own),
     drawn by seed, so held-out pairs share no prompt with the training ones. Fewer than one whole
     question's worth: nothing is held out."""
-    import hashlib
+    from oversight.tasks.split import seeded_order
 
     groups = list(dict.fromkeys(str(p.meta.get("question", i)) for i, p in enumerate(pairs)))
     n_eval = int(len(groups) * fraction)
-    held = set(sorted(groups, key=lambda g: hashlib.sha256(f"{seed}|{g}".encode()).hexdigest())[:n_eval])
+    held = set(seeded_order(groups, seed)[:n_eval])
     keys = [str(p.meta.get("question", i)) for i, p in enumerate(pairs)]
     return [p for p, k in zip(pairs, keys) if k not in held], [p for p, k in zip(pairs, keys) if k in held]
 

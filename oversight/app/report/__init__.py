@@ -39,7 +39,7 @@ from oversight.errors import OversightError
 from oversight.graph import call_costs
 from oversight.quotes import QUOTE_TAG
 from oversight.plugins import TARGET
-from oversight.records import SUMMARY, jsonable, read_records, read_summary
+from oversight.records import SUMMARY, job_dirs, jsonable, read_records, read_summary
 from oversight.types import Question, Record, Turn
 
 REPORT_DIR = "report"
@@ -156,10 +156,7 @@ class JobData:
 def _job_dirs(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise OversightError(f"{directory}: not a directory")
-    jobs = sorted(p.parent for p in directory.rglob(SUMMARY) if REPORT_DIR not in p.relative_to(directory).parts[:-1])
-    if not jobs:
-        raise OversightError(f"{directory}: no {SUMMARY} found (not a job or sweep directory)")
-    return jobs
+    return job_dirs(directory, required=True, skip=REPORT_DIR)
 
 
 def _write_job(index: int, job_dir: Path, root: Path, out: Path, tasks: "_TaskCache") -> JobData:

@@ -34,7 +34,6 @@ depending on them, and the judge's calls depending on those, in records.jsonl of
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -47,10 +46,13 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field
 
+from oversight.errors import ConfigError
 from oversight.metrics import accuracy_ci, auroc
+from oversight.plugins import Trainer, TrainingRun
+from oversight.progress import RunProgress
 from oversight.records import jsonable, write_records
 from oversight.tasks import arithmetic
-from oversight.train.job import TrainJob
+from oversight.tasks.split import split_questions
 from oversight.train.provenance import write_provenance
 from oversight.train.reward_head import HeadConfig, RewardHead, best_of_n_accuracy, performance_gap_recovered
 from oversight.types import Claim, Question, Record, Transcript, Turn
@@ -59,15 +61,16 @@ OPTIONS = ["right", "wrong"]  # option 0 is the reward option, as in arithmetic_
 PREFIX = "The working is"
 
 
-class RRMTrainConfig(TrainJob):
-    """`train: {_target_: protocols.rrm_train.RRMTrainConfig, ...}` (conf/train/rrm.yaml)."""
+class RRMTrainer(Trainer):
+    """`train: {_target_: trainers.rrm.RRMTrainer, ...}` (conf/train/rrm.yaml). The workings are the
+    job's task (`task=arithmetic_answers`, whose n, seed, terms and digits draw them); the labelling
+    episodes are this trainer's own, so a configured protocol is rejected (`protocol: null`)."""
 
     name: str = "rrm_train"
-    n_train: int = Field(default=60, ge=4, description="workings in the training split")
-    n_heldout: int = Field(default=40, ge=4, description="workings in the held-out split")
-    seed: int = Field(default=0, description="draws the questions and the split")
-    terms: int = Field(default=3, ge=2)
-    digits: int = Field(default=2, ge=2)
+    n_train: int = Field(default=60, ge=4, description="workings of the task in the training split")
+    n_heldout: int | None = Field(default=None, ge=4, description="held-out workings: at most this many of "
+                                  "the rest (null: all of them)")
+    seed: int = Field(default=0, description="draws the split")
     levels: int = Field(default=2, ge=0, le=2, description="the highest level (0: leaf claims, 1: steps, 2: workings)")
     candidates: list[int] = Field(default_factory=lambda: [1, 2, 4, 8], description="best-of-N sizes")
     floor: bool = Field(default=True, description="also train the floor head on the judge's unassisted verdicts")
@@ -80,6 +83,49 @@ class RRMTrainConfig(TrainJob):
         "prompt, then 'a + b ='); plain: from the bare text 'a + b ='")
     features_cache: str | None = Field(default=None, description="SQLite file of extracted features "
                                        "(default runs/features/features.sqlite; keyed by the weights' content)")
+
+    def run(self, job: TrainingRun) -> dict[str, Any]:
+        from oversight.train.features import FrozenFeatures
+
+        if job.protocol is not None:
+            raise ConfigError(f"protocol: train={self.name} labels with its own episodes (the level-0 checker, "
+                              f"then the judge reading the reward model below), so it runs no protocol; got "
+                              f"{job.protocol.title!r}: drop protocol=... (the preset sets protocol: null)")
+        questions = job.task.questions()
+        _claims_of_all(questions, job.config["task"].get("name"))
+        if self.n_train + 4 > len(questions):
+            raise ConfigError(f"train.n_train={self.n_train} leaves fewer than 4 held-out workings of the task's "
+                              f"{len(questions)} (task.n)")
+        with RunProgress(job.console, job.progress) as progress:
+            task = progress.add("rrm", total=self.levels + 1)
+
+            def on_engine(engine: Any) -> None:
+                s = engine.stats
+                progress.update(task, stats=f"calls {s.calls} cached {s.cache_hits}")
+
+            engine = job.build_engine(job.config, on_engine)
+            backend = engine.backends["default"]
+            if not hasattr(backend, "model"):
+                raise ConfigError("backend: train=rrm needs an in-process model for its features: backend=hf")
+            features_path = Path(self.features_cache or Path("runs") / "features" / "features.sqlite")
+            frozen = FrozenFeatures(backend.path, features_path, model=backend.model, tokenizer=backend.tokenizer,
+                                    batch_size=self.feature_batch, use_chat_template=backend.use_chat_template)
+
+            def say(message: str, done: int, total: int) -> None:
+                progress.update(task, description=message)
+                if done == total and message.endswith("done"):
+                    progress.advance(task)
+
+            try:
+                summary = run_rrm_training(self, questions, engine, job.judge, frozen, job.out_dir, progress=say)
+            finally:
+                frozen.close()
+                if engine.cache is not None:
+                    engine.cache.close()
+        job.console.print((job.out_dir / "table.md").read_text())
+        job.console.print(f"rrm_train: {summary['wall_seconds']} s, {summary['features_extracted']} feature pairs "
+                          f"extracted -> {job.out_dir}")
+        return summary
 
 
 @dataclass
@@ -131,8 +177,16 @@ def _reward_question(item_id: str, text: str, holds: bool) -> Question:
 
 def _claims_of(q: Question) -> list[dict]:
     if not q.claims:
-        raise ValueError(f"question {q.id} has no claims; rrm_train needs arithmetic_answers questions")
+        raise ConfigError(f"task: question {q.id} has no claims; train=rrm needs worked answers "
+                          "(task=arithmetic_answers)")
     return [c.model_dump() for c in q.claims]
+
+
+def _claims_of_all(questions: list[Question], task_name: str | None) -> None:
+    for q in questions:
+        if not q.claims or q.reward_option != 0 or q.options != OPTIONS:
+            raise ConfigError(f"task: {task_name!r} question {q.id} is not a worked answer with steps and the "
+                              f"options {OPTIONS}; train=rrm needs task=arithmetic_answers")
 
 
 def candidates_for(item: Item, n: int, rng: random.Random) -> list[tuple[list[dict], bool]]:
@@ -241,11 +295,7 @@ async def label_episode(item: Item, ctx: Any, judge: Any, assistant: dict[str, f
             info["assistance"].append({"claim": part["text"], "reward": r, "ok": ok, "holds": part["holds"]})
             if not ok:
                 failed.append(i)
-        verdict = OPTIONS[0] if not failed else OPTIONS[1]
-        many = len(failed) > 1
-        reason = "Every step checks out." if not failed else \
-            f"Step{'s' if many else ''} {', '.join(map(str, failed))} {'are' if many else 'is'} wrong."
-        text = f"{reason} So the working is {verdict}."
+        verdict, text = rrm.critique_of(item.question, failed)
         node = ctx.step("critique", text, deps=[t.node for t in turns], level=item.level, verdict=verdict)
         turns.append(Turn(role="critic", text=text, node=node))
         info["verdict"] = verdict
@@ -271,11 +321,10 @@ def label_level(engine: Any, judge: Any, items: list[Item], out_dir: Path, *, as
         transcript, judgment, label = outcome.value
         labels.append(label)
         q = outcome.question
-        records.append(Record(
-            question_id=q.id, question=q.question, options=q.options, correct_index=q.correct,
-            protocol="rrm_train", metadata={**q.metadata, "label": label, "unassisted": unassisted},
-            transcripts=[transcript], judgments=[judgment] if judgment else [],
-            correct=float(label == (q.correct == 0)), graph=outcome.graph.to_json()))
+        records.append(Record.of(
+            q, "rrm_train", metadata={"label": label, "unassisted": unassisted}, transcripts=[transcript],
+            judgments=[judgment] if judgment else [], correct=float(label == (q.correct == 0)),
+            graph=outcome.graph.to_json()))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_records(out_dir, records)
     return labels
@@ -284,20 +333,15 @@ def label_level(engine: Any, judge: Any, items: list[Item], out_dir: Path, *, as
 # ---- the whole run ----------------------------------------------------------------------------
 
 
-def split(questions: list[Question], n_train: int, seed: int) -> tuple[list[Question], list[Question]]:
-    order = sorted(questions, key=lambda q: hashlib.sha256(f"{seed}|{q.id}".encode()).hexdigest())
-    return order[:n_train], order[n_train:]
-
-
-def run_rrm_training(cfg: RRMTrainConfig, engine: Any, judge: Any, frozen: Any, out_dir: str | Path,
-                     progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Levels 0..cfg.levels: label, train, score, best-of-N. Returns the per-level table rows and
-    writes heads (with provenance) and records under out_dir."""
+def run_rrm_training(cfg: RRMTrainer, questions: list[Question], engine: Any, judge: Any, frozen: Any,
+                     out_dir: str | Path, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Levels 0..cfg.levels on `questions` (worked answers): label, train, score, best-of-N. Returns
+    the per-level table rows and writes heads (with provenance) and records under out_dir."""
     out_dir = Path(out_dir)
     started = time.perf_counter()
     say = progress or (lambda *a: None)
-    questions = arithmetic.answers(n=cfg.n_train + cfg.n_heldout, seed=cfg.seed, terms=cfg.terms, digits=cfg.digits)
-    train_q, held_q = split(questions, cfg.n_train, cfg.seed)
+    train_q, held_q = split_questions(questions, cfg.n_train, cfg.seed)
+    held_q = held_q[:cfg.n_heldout]
     train_items, held_items = build_items(train_q), build_items(held_q)
     features = Featurizer(frozen, cfg.features, cfg.feature_prompt)
     rng = random.Random(f"rrm_train:{cfg.seed}")
