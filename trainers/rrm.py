@@ -105,11 +105,15 @@ class RRMTrainer(Trainer):
 
             engine = job.build_engine(job.config, on_engine)
             backend = engine.backends["default"]
-            if not hasattr(backend, "model"):
-                raise ConfigError("backend: train=rrm needs an in-process model for its features: backend=hf")
+            caps = backend.capabilities
+            if not caps.torch_model:
+                raise ConfigError(f"backend: train=rrm reads its features from an in-process torch model, and "
+                                  f"{caps.engine} runs none: use backend=hf")
             features_path = Path(self.features_cache or Path("runs") / "features" / "features.sqlite")
+            # the attributes capabilities.torch_model promises (oversight.backends.base.Capabilities)
             frozen = FrozenFeatures(backend.path, features_path, model=backend.model, tokenizer=backend.tokenizer,
-                                    batch_size=self.feature_batch, use_chat_template=backend.use_chat_template)
+                                    batch_size=self.feature_batch, device=caps.device,
+                                    use_chat_template=backend.use_chat_template)
 
             def say(message: str, done: int, total: int) -> None:
                 progress.update(task, description=message)
