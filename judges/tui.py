@@ -21,12 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import re
 import sys
 import time
-import unicodedata
-from pathlib import Path
 from typing import Any
 
 from textual.app import App, ComposeResult
@@ -36,210 +32,16 @@ from textual.content import Content
 from textual import events
 from textual.widgets import Footer, Static
 
-from judges.human import HumanSettings, human_settings, settings_for
 from oversight.errors import OversightError
-from judges.store import HumanJudgment, HumanStore, option_probabilities
-from judges.policies import Item, Policy, human_items, job_policy
-from oversight.quotes import quote_verdicts
-from oversight.records import RECORDS, SUMMARY, read_records, read_summary
-from judges.view import LETTERS, ordered_turns
-from oversight.types import Turn
-
-JUDGE_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
-
-# ---- the session: everything but the screen --------------------------------------------------------
+from judges.store import HumanJudgment
+from judges.policies import Item
+from oversight.records import read_summary
+from judges.view import LETTERS
+from judges.literal import body_content, literal, literal_parts, model_content
+from judges.session import JudgingSession
 
 
-class JudgingSession:
-    """One judge working through one run's queue. Each decision is stored before it returns."""
-
-    def __init__(self, run_dir: str | Path, judge_id: str, *, overrides: dict[str, Any] | None = None,
-                 include_skipped: bool = False, required_only: bool = False):
-        self.run_dir = Path(run_dir)
-        if not (self.run_dir / RECORDS).exists() or not (self.run_dir / SUMMARY).exists():
-            below = sorted(p.parent for p in self.run_dir.rglob(RECORDS)) if self.run_dir.is_dir() else []
-            hint = f"; job directories below it: {[str(p) for p in below[:10]]}" if below else ""
-            raise OversightError(f"{self.run_dir}: not a finished job directory (needs {RECORDS} and {SUMMARY}){hint}")
-        if not judge_id or not JUDGE_ID.fullmatch(judge_id.strip()):
-            raise OversightError(f"--judge-id={judge_id!r} must name the judge with letters, digits and . _ @ - "
-                                 "(e.g. --judge-id alice)")
-        self.judge_id = judge_id.strip()
-        summary = read_summary(self.run_dir)
-        records = read_records(self.run_dir)
-        policy = job_policy(summary, records)
-        judge_cfg = (summary.get("config") or {}).get("judge") or {}
-        if policy is None:
-            raise OversightError(f"{self.run_dir}: judge {summary.get('judge')!r} leaves nothing to people; "
-                                 "run with judge=human (or route, ensemble, augmented, approval)")
-        self.policy: Policy = policy
-        self.protocol = summary.get("protocol", "")
-        self.model_judge = str((judge_cfg.get("model_judge") or {}).get("name") or "model")
-        settings = settings_for(judge_cfg)
-        if overrides:
-            settings = human_settings({**settings.model_dump(), **overrides}, "")
-        self.settings: HumanSettings = settings
-        self.items: list[Item] = human_items(records, policy)
-        if required_only:
-            self.items = [i for i in self.items if i.required]
-        self.store = HumanStore(self.run_dir)
-        self.decided: dict[tuple[str, str], HumanJudgment] = self.store.effective(self.judge_id)
-        self._revisit = {k for k, r in self.decided.items() if r.status != "judged"} if include_skipped else set()
-
-    def close(self) -> None:
-        self.store.close()
-
-    # ---- the queue ---------------------------------------------------------------------------------
-
-    def queue(self) -> list[Item]:
-        fresh = [i for i in self.items if i.key not in self.decided]
-        return fresh + [i for i in self.items if i.key in self._revisit]
-
-    def current(self) -> Item | None:
-        queue = self.queue()
-        return queue[0] if queue else None
-
-    def progress(self) -> dict[str, int]:
-        mine = [self.decided[i.key] for i in self.items if i.key in self.decided]
-        counts = {status: sum(r.status == status for r in mine) for status in ("judged", "skipped", "timed_out")}
-        required = [i for i in self.items if i.required]
-        return {"total": len(self.items), "done": len(mine), "remaining": len(self.queue()), **counts,
-                "required": len(required), "required_done": sum(i.key in self.decided for i in required)}
-
-    def display_order(self, item: Item) -> list[int]:
-        n = len(item.record.options)
-        if not self.settings.shuffle_options:
-            return list(range(n))
-        rng = random.Random(f"{self.judge_id}|{item.record.question_id}|{item.transcript.episode}")
-        return rng.sample(range(n), n)
-
-    # ---- decisions ---------------------------------------------------------------------------------
-
-    def decide(self, item: Item, status: str, *, started_at: float, seconds: float, chosen: int | None = None,
-               confidence: float | None = None, explanation: str = "", approved: bool | None = None,
-               timed_out: bool = False, p: list[float] | None = None) -> HumanJudgment:
-        if status == "judged" and p is None:
-            p = option_probabilities(chosen, confidence, len(item.record.options))
-        row = HumanJudgment(
-            judge_id=self.judge_id, question_id=item.record.question_id, episode=item.transcript.episode,
-            status=status, chosen=chosen, confidence=confidence, p=p, explanation=explanation.strip(),
-            display_order=self.display_order(item), model_shown=item.show_model, approved=approved,
-            timed_out=timed_out, started_at=started_at, ended_at=time.time(), seconds=round(seconds, 3))
-        row = self.store.add(row)  # committed before the UI moves on
-        self.decided[item.key] = row
-        self._revisit.discard(item.key)
-        return row
-
-    def undo(self) -> tuple[Item, HumanJudgment] | None:
-        row = self.store.undo_last(self.judge_id, within={i.key for i in self.items})
-        if row is None:
-            return None
-        self.decided = self.store.effective(self.judge_id)
-        item = next(i for i in self.items if i.key == row.item)
-        if item.key in self.decided and self.decided[item.key].status != "judged":
-            self._revisit.add(item.key)
-        return item, row
-
-
-# ---- showing model output as literal text ------------------------------------------------------------
-
-_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
-ESCAPE_STYLE = "reverse"
-MAX_EXPLANATION = 500
-
-
-def _escape(ch: str) -> str | None:
-    """How a character that must not reach the terminal is shown (None: show it as it is)."""
-    code = ord(ch)
-    if ch == "\n":
-        return None
-    if code < 0x20 or code == 0x7F or 0x80 <= code <= 0x9F:
-        return f"\\x{code:02x}"
-    if ch in _BIDI or unicodedata.category(ch) in ("Cs", "Co", "Cn"):
-        return f"\\u{code:04x}"
-    return None
-
-
-def literal(text: str) -> str:
-    """`text` with every control character, escape sequence introducer and bidi override escaped."""
-    return "".join(_escape(ch) or ch for ch in text)
-
-
-def literal_parts(text: str, style: str = "") -> list[tuple[str, str]]:
-    """(text, style) parts for Content.assemble: escapes are marked with ESCAPE_STYLE so they stand
-    apart from text that merely looks like an escape."""
-    parts: list[tuple[str, str]] = []
-    plain: list[str] = []
-    for ch in text:
-        escaped = _escape(ch)
-        if escaped is None:
-            plain.append(ch)
-            continue
-        if plain:
-            parts.append(("".join(plain), style))
-            plain = []
-        parts.append((escaped, f"{style} {ESCAPE_STYLE}".strip()))
-    if plain:
-        parts.append(("".join(plain), style))
-    return parts
-
-
-def turn_parts(turn: Turn) -> list[tuple[str, str]]:
-    parts: list[tuple[str, str]] = []
-    position = 0
-    for match, verified in quote_verdicts(turn):
-        parts += literal_parts(turn.text[position:match.start()])
-        quote = match.group(1).strip()
-        if verified:
-            parts += [("✓ verified ", "bold green")] + literal_parts(f"“{quote}”", "green")
-        else:
-            parts += [("✗ UNVERIFIED ", "bold red")] + literal_parts(f"“{quote}”", "red italic")
-        position = match.end()
-    parts += literal_parts(turn.text[position:])
-    return parts
-
-
-def option_label(item: Item, order: list[int], option: int) -> str:
-    return f"{LETTERS[order.index(option)]}) "
-
-
-def body_content(item: Item, order: list[int]) -> Content:
-    """Question, (passage if the protocol shows it), options and the transcript round by round."""
-    record, transcript = item.record, item.transcript
-    parts: list[Any] = [("Question: ", "bold")] + literal_parts(record.question) + ["\n"]
-    for position, option in enumerate(order):
-        parts += [(f"  {LETTERS[position]}) ", "bold")] + literal_parts(record.options[option]) + ["\n"]
-    if transcript.passage:
-        parts += ["\n", ("Story (this protocol lets the judge read it):", "bold"), "\n"]
-        parts += literal_parts(transcript.passage) + ["\n"]
-    turns = ordered_turns(transcript, order)
-    if not turns:
-        parts += ["\n", ("(no transcript: judge from the question alone)", "italic"), "\n"]
-    current_round = None
-    for turn in turns:
-        if turn.round != current_round:
-            current_round = turn.round
-            parts += ["\n", (f"── Round {turn.round + 1} ──", "bold"), "\n"]
-        who = literal(turn.label)
-        if turn.side is not None and 0 <= turn.side < len(record.options):
-            side = option_label(item, order, turn.side)
-            parts += [(f"{who} for {side}", "bold")] + literal_parts(record.options[turn.side], "bold") + [(":", "bold")]
-        else:
-            parts += [(f"{who}:", "bold")]
-        parts += [" "] + turn_parts(turn) + ["\n"]
-    return Content.assemble(*parts, strip_control_codes=False)
-
-
-def model_content(item: Item, order: list[int], model_name: str, policy: str) -> Content:
-    machine = item.machine
-    if machine is None or not machine.p or machine.chosen is None:
-        return Content.assemble((f"Weak model ({model_name}): no verdict (its answer could not be parsed)", "italic"))
-    chosen = machine.chosen
-    parts: list[Any] = [(f"Weak model ({literal(model_name)}) says: ", "bold"),
-                        (option_label(item, order, chosen), "bold")]
-    parts += literal_parts(item.record.options[chosen], "bold") + [f"  ({machine.p[chosen]:.0%} confident)"]
-    if policy == "approval":
-        parts += ["\n", ("y: approve it · or choose another option and a confidence to override", "italic")]
-    return Content.assemble(*parts, strip_control_codes=False)
+MAX_EXPLANATION = 500  # characters of a judge's explanation
 
 
 # ---- the app -------------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from textual.geometry import Region
 
 from human_runs import Runs, plant_markup
 from tests.helpers import build_judge
-from judges.tui import JudgeApp, JudgingSession, literal
+from judges.literal import literal
+from judges.session import JudgingSession
+from judges.tui import JudgeApp
 from judges.agreement import agreement, cohen_kappa, krippendorff_alpha_nominal
 from oversight.app.compare import compare
 from oversight.errors import ConfigError

@@ -73,6 +73,8 @@ class VLLMSettings(BackendSettings):
     kv_cache_gib: int | None = Field(default=None, ge=1, description="CPU only: KV cache size (default 4)")
     threads: str | None = Field(default=None, description="CPU only: cores the worker binds, e.g. '0-1' "
                                                           "(default: every core this process may use)")
+    tcmalloc: bool | None = Field(default=None, description="CPU only: preload the system's TCMalloc into vLLM's "
+                                                            "processes, as vLLM recommends (default: when found)")
     enforce_eager: bool | None = Field(default=None, description="default: True on CPU, vLLM's default on GPU")
     max_model_len: int | None = Field(default=None, ge=16)
     enable_prefix_caching: bool = True
@@ -118,10 +120,10 @@ class VLLMBackend(Backend):
                 if getattr(settings, key) is not None:
                     raise ConfigError(f"backend.{key} means nothing on CPU (vLLM's platform here is cpu); "
                                       "size the KV cache with backend.kv_cache_gib")
-            _cpu_environment(settings.kv_cache_gib, settings.threads)
+            _cpu_environment(settings.kv_cache_gib, settings.threads, settings.tcmalloc)
             wanted["enforce_eager"] = True if settings.enforce_eager is None else settings.enforce_eager
         else:
-            for key in ("kv_cache_gib", "threads"):
+            for key in ("kv_cache_gib", "threads", "tcmalloc"):
                 if getattr(settings, key) is not None:
                     raise ConfigError(f"backend.{key} applies to vLLM on CPU only (vLLM's platform here is "
                                       f"{self.device}); on GPU use backend.gpu_memory_utilization")
@@ -298,7 +300,7 @@ def _platform_device(wanted: str) -> str:
     return device
 
 
-def _cpu_environment(kv_cache_gib: int | None, threads: str | None) -> None:
+def _cpu_environment(kv_cache_gib: int | None, threads: str | None, tcmalloc: bool | None = None) -> None:
     """vLLM on CPU reads these from the environment when its engine starts (the spawned engine
     process inherits them). A setting in config wins; without one, a value the user exported is
     kept, else our default (4 GiB; every core this process may use: vLLM's own default, `auto`,
@@ -311,6 +313,16 @@ def _cpu_environment(kv_cache_gib: int | None, threads: str | None) -> None:
     cores = sorted(os.sched_getaffinity(0))
     every = f"{cores[0]}-{cores[-1]}" if cores == list(range(cores[0], cores[-1] + 1)) else ",".join(map(str, cores))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", every)
+    preload = os.environ.get("LD_PRELOAD", "")
+    if tcmalloc is not False and "libtcmalloc" not in preload:
+        import ctypes.util
+
+        found = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+        if found is None and tcmalloc:
+            raise ConfigError("backend.tcmalloc=true but no TCMalloc library is installed "
+                              "(Debian/Ubuntu: apt-get install libtcmalloc-minimal4)")
+        if found is not None:  # the engine's processes start after this, and load it first
+            os.environ["LD_PRELOAD"] = f"{found}:{preload}" if preload else found
 
 
 def _check_engine_args(vllm, wanted: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
