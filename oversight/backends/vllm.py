@@ -134,7 +134,6 @@ class VLLMBackend(Backend):
         self.llm = vllm.LLM(**self.engine_args)
         self._sampling_params = vllm.SamplingParams
         self.tokenizer = self.llm.get_tokenizer()
-        self.path = tokenizer
         self.use_chat_template = bool(model_cfg.get("chat_template", True)) and bool(
             getattr(self.tokenizer, "chat_template", None)
         )
