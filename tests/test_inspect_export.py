@@ -242,6 +242,8 @@ def test_without_inspect_the_export_says_how_to_install_it(tmp_path, monkeypatch
     for name in [m for m in sys.modules if m == "inspect_ai" or m.startswith("inspect_ai.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "inspect_ai", None)  # import inspect_ai raises ImportError
+    (tmp_path / "records.jsonl").write_text("")  # a job directory, so the input check passes
+    (tmp_path / "summary.json").write_text("{}")
     assert inspect_export.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("oversight-export: error: inspect-ai is not installed")

@@ -54,9 +54,9 @@ def export(directory: str | Path, output_dir: str | Path | None = None, baseline
     """Write one Inspect log per job under `directory` (a job or a sweep directory) into
     `output_dir` (default DIR/inspect/); return the paths written. Logs are written aside and
     swapped in whole, so a failed export leaves the last one as it was."""
-    inspect = _inspect()
     directory = Path(directory)
-    jobs = job_dirs(directory)
+    jobs = job_dirs(directory)  # bad input is named first, with or without the optional extra
+    inspect = _inspect()
     from oversight.app.report import comparison_rows, sweep_baseline
 
     rows, baseline_label = comparison_rows(directory, baseline if baseline is not None else sweep_baseline(directory))
