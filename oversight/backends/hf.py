@@ -351,13 +351,16 @@ def _reserving_layer_class(dynamic_layer):
             super().__init__()
             self.reserve = reserve
             self.buffers = None
+            self.views = (None, None)
 
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             held, added = self.get_seq_length(), key_states.shape[-2]
             buffers = self.buffers
-            if buffers is None or self.keys._base is not buffers[0] or held + added > buffers[0].shape[-2]:
+            # our own views still in place? (identity, not `_base`: views made under inference_mode
+            # have no `_base`, so that test moved the whole cache into a new buffer every step)
+            if buffers is None or self.keys is not self.views[0] or held + added > buffers[0].shape[-2]:
                 size = held + added + self.reserve
                 buffers = tuple(new.new_empty((*new.shape[:2], size, new.shape[-1]))
                                 for new in (key_states, value_states))
@@ -368,6 +371,7 @@ def _reserving_layer_class(dynamic_layer):
             buffers[0][:, :, held:held + added] = key_states
             buffers[1][:, :, held:held + added] = value_states
             self.keys, self.values = buffers[0][:, :, :held + added], buffers[1][:, :, :held + added]
+            self.views = (self.keys, self.values)
             return self.keys, self.values
 
     return ReservingLayer
