@@ -138,3 +138,23 @@ def test_a_protocol_without_arguers_has_empty_sections_not_numbers():
     assert d["truth_advantage"] == {} and d["style"]["honest"]["turns"] == 0 and d["style"]["length_ratio"] is None
     assert d["leaks"]["dishonest_turns"] == 0 and d["leaks"]["rate"] is None
     assert d["models"]["judge_is_arguer"] is None
+
+
+def test_the_dataframe_carries_the_diagnostics_per_judgment_and_per_job(tmp_path):
+    from oversight.frame import load
+    from oversight.records import write_records, write_summary
+
+    leaked = _turn(1, "<quote>Tamsin has a pet lizard.</quote>", [("Tamsin has a pet lizard.", True)])
+    records = [_consultancy("q1", BALANCED_HONEST, leaked, 0, 0, flip=True),
+               _consultancy("q2", BALANCED_HONEST, BALANCED_DISHONEST, 0, 1)]
+    job = tmp_path / "protocol=consultancy"
+    job.mkdir()
+    write_records(job, records)
+    write_summary(job, {"protocol": "consultancy", "judge": "j"})
+    df = load(tmp_path)
+    assert df.honest_arguer.tolist() == [True, False, True, False]
+    assert df.leaked_turns.tolist() == [0, 1, 0, 0]
+    assert df.correct_flips_as_ties.tolist() == [0.5, 0.5, 1.0, 0.0]
+    diag = df.attrs["diagnostics"]["protocol=consultancy"]
+    assert diag["leaks"]["flagged"] == 1 and diag["order"]["flips"] == 2
+    assert diag["truth_advantage"]["consultant"]["advantage"] == pytest.approx(0.5)
