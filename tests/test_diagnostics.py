@@ -158,3 +158,24 @@ def test_the_dataframe_carries_the_diagnostics_per_judgment_and_per_job(tmp_path
     diag = df.attrs["diagnostics"]["protocol=consultancy"]
     assert diag["leaks"]["flagged"] == 1 and diag["order"]["flips"] == 2
     assert diag["truth_advantage"]["consultant"]["advantage"] == pytest.approx(0.5)
+
+
+def test_the_report_shows_each_jobs_diagnostics(tmp_path):
+    from oversight.app.report import build_report
+    from oversight.metrics import summarise
+    from oversight.records import write_records, write_summary
+
+    leaked = _turn(1, "<quote>Tamsin has a pet lizard.</quote>", [("Tamsin has a pet lizard.", True)])
+    records = [_consultancy("q1", BALANCED_HONEST, leaked, 0, 0, flip=True),
+               _consultancy("q2", BALANCED_HONEST, BALANCED_DISHONEST, 0, 1)]
+    job = tmp_path / "sweep" / "protocol=consultancy"
+    job.mkdir(parents=True)
+    write_records(job, records)
+    write_summary(job, {"protocol": "consultancy", "judge": "j", **summarise(records, "j"), "model_calls": 0,
+                        "cache_hits": 0, "output_tokens": 0, "wall_seconds": 0.0})
+    html = build_report(tmp_path / "sweep").read_text()
+    section = html[html.index("<h2>Diagnostics</h2>"):html.index("<h2>Reliability diagrams</h2>")]
+    assert "consultant +0.500" in section  # truth advantage: 1.0 honest vs 0.5 dishonest wins
+    assert "1 of 2 (50.0%)" in section  # one leaked dishonest turn of two
+    # order flips; accuracy, and with both of q1's flipped judgments scored 0.5 (q1 0.5, q2 0.5)
+    assert "2 of 4" in section and "0.750 / 0.500" in section
