@@ -13,8 +13,9 @@
   Khan et al.'s concession check). Verdicts of transcripts with a leak cannot credit the protocol.
 - **order effects**: judgments whose chosen option changes with the option order, counted, and the
   accuracy they give when each such flip is scored as a tie (0.5), beside the accuracy as reported.
-- **models**: which model key answers each role's calls (from the call graph), and whether the
-  judge's model is also an arguer's (self-preference inflates results).
+- **models**: which model key answers each role's calls (from the call graph), whether the
+  judge's model is also an arguer's (self-preference inflates results), and, where several models
+  answered, how often their own answers agree (`answer_agreement`).
 
 Turns without a side (a decomposition's sub-answers) and transcripts with no arguer (direct) have
 nothing to balance: their sections say so with counts of 0, never a made-up number.
@@ -215,7 +216,40 @@ def models(records: Sequence[Record]) -> dict[str, Any]:
     shared = sorted(judge_models & arguer_models)
     return {"roles": {role: sorted(keys) for role, keys in sorted(by_role.items())},
             "arguer_roles": sorted(arguer_roles), "judge_is_arguer": bool(shared) if arguer_models else None,
-            "shared_models": shared}
+            "shared_models": shared, "answer_agreement": answer_agreement(records)}
+
+
+def answer_agreement(records: Sequence[Record]) -> dict[str, Any]:
+    """Where several models answered, how alike their answers are: a model's answer to a question is
+    the option its scoring calls over the question's options favour (probabilities averaged over
+    those calls); for each pair of models, the share of questions both answered on which they agree.
+    Empty with one model (nothing to compare)."""
+    answers: dict[str, dict[str, int]] = defaultdict(dict)
+    for r in records:
+        options = [o.strip() for o in r.options]
+        probs: dict[str, list[list[float]]] = defaultdict(list)
+        for node in r.graph.get("nodes", ()):
+            call, out = node.get("call") or {}, node.get("output") or {}
+            if node.get("kind") != "call" or not node.get("model") or not out.get("logprobs"):
+                continue
+            candidates = [c.strip() for c in call.get("candidates", ())]
+            if sorted(candidates) != sorted(options) or len(candidates) != len(options):
+                continue
+            top = max(out["logprobs"])
+            weights = [math.exp(x - top) for x in out["logprobs"]]
+            p = [w / sum(weights) for w in weights]
+            probs[str(node["model"])].append([p[candidates.index(o)] for o in options])
+        for model, ps in probs.items():
+            mean = [sum(p[i] for p in ps) / len(ps) for i in range(len(options))]
+            answers[model][r.question_id] = max(range(len(options)), key=mean.__getitem__)
+    out: dict[str, Any] = {}
+    keys = sorted(answers)
+    for a, b in ((a, b) for i, a in enumerate(keys) for b in keys[i + 1:]):
+        both = set(answers[a]) & set(answers[b])
+        if both:
+            out[f"{a}~{b}"] = {"questions": len(both),
+                               "agreement": sum(answers[a][q] == answers[b][q] for q in both) / len(both)}
+    return out
 
 
 # ---- per judgment (the DataFrame's columns) -----------------------------------------------------

@@ -179,3 +179,23 @@ def test_the_report_shows_each_jobs_diagnostics(tmp_path):
     assert "1 of 2 (50.0%)" in section  # one leaked dishonest turn of two
     # order flips; accuracy, and with both of q1's flipped judgments scored 0.5 (q1 0.5, q2 0.5)
     assert "2 of 4" in section and "0.750 / 0.500" in section
+
+
+def test_answer_agreement_between_two_models_from_their_scoring_calls():
+    from oversight.diagnostics import answer_agreement
+
+    def scoring(node_id, model, logprobs):
+        return {"id": node_id, "kind": "call", "role": "x", "model": model,
+                "call": {"kind": "loglikelihood", "candidates": [" lizard", " beagle"]},
+                "output": {"logprobs": logprobs}}
+
+    def record(qid, strong):
+        graph = {"nodes": [scoring("a", "default", [-1.0, -2.0]), scoring("b", "default", [-1.5, -1.0]),
+                           scoring("c", "strong", strong)], "links": []}
+        return Record(question_id=qid, question="?", options=OPTIONS, correct_index=0, protocol="debate", graph=graph)
+    # "default" leans to lizard on both questions (mean of its two calls); "strong" agrees on q1 only
+    agreement = answer_agreement([record("q1", [-0.1, -3.0]), record("q2", [-3.0, -0.1])])
+    assert agreement == {"default~strong": {"questions": 2, "agreement": 0.5}}
+    single = Record(question_id="q", question="?", options=OPTIONS, correct_index=0, protocol="debate",
+                    graph={"nodes": [scoring("a", "default", [-1.0, -2.0])], "links": []})
+    assert answer_agreement([single]) == {}

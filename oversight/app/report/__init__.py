@@ -520,7 +520,9 @@ def diagnostics_section(jobs: list[JobData]) -> str:
                  f"{_fmt(lk['accuracy_with_leak'], 3)} / {_fmt(lk['accuracy_without_leak'], 3)}",
                  f"{order['flips']} of {order['judged_in_both_orders']}",
                  f"{_fmt(order['accuracy'], 3)} / {_fmt(order['accuracy_flips_as_ties'], 3)}",
-                 f"{judge_models}: {arguers}{same}"]
+                 f"{judge_models}: {arguers}{same}" + "".join(
+                     f"; {pair} agree {a['agreement']:.3f} of {a['questions']}"
+                     for pair, a in models.get("answer_agreement", {}).items())]
         rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     if not rows:
         return ""
@@ -532,7 +534,7 @@ per turn, share of quotes verified, hedging words per 100 words outside quotes).
 answer that name the right one and not their own, or concede (a cheap word rule), with the judge's accuracy on
 episodes with and without one. <b>Order flips</b>: judgments whose choice changed with the option order, and the
 accuracy when each is scored as a tie. <b>Models</b>: the model keys that answered the judge's and the arguers'
-calls.</p>
+calls, and where several models answered, how often their own answers agree.</p>
 <table class="diagnostics"><thead><tr>{"".join(f"<th>{escape(h)}</th>" for h in head)}</tr></thead>
 <tbody>
 {chr(10).join(rows)}
