@@ -9,6 +9,12 @@ and its probabilities under each order are list columns (`orders`, `p_by_order`)
 records.jsonl is averaged away. Calls and tokens are the question's whole call graph (the protocol
 and the judge, answered by a backend or by the call cache), repeated on each of its judgments.
 
+Protocol diagnostics (oversight.diagnostics) come two ways: per judgment as columns
+(`honest_arguer`: the episode's one arguer argued the true answer, None for debate and direct;
+`leaked_turns`: its turns for a wrong answer that give the right one away; `correct_flips_as_ties`:
+correctness with a position flip scored 0.5), and per job in `df.attrs["diagnostics"]` (job ->
+truth advantage, style balance, leaks, order effects, judge and arguer models).
+
 Human decisions stored next to a job (human_judgments.sqlite) are read by the judge layer, which
 the kernel does not import: `oversight.load` (oversight.app.api.load) passes them in as `humans`.
 """
@@ -18,14 +24,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from oversight.diagnostics import diagnose, judgment_diagnostics
 from oversight.graph import call_costs
-from oversight.records import job_dirs, read_records
+from oversight.records import SUMMARY, job_dirs, read_records, read_summary
 from oversight.types import Judgment, Record
 
 COLUMNS = ["job", "question_id", "protocol", "judge", "episode", "source", "human", "judge_id", "n_options",
            "correct_index", "orders", "p_by_order", "p", "p_correct", "chosen", "correct", "position_flip",
            "parse_failed", "pending", "confidence", "explanation", "seconds", "calls", "judge_calls",
-           "cache_hits", "prompt_tokens", "output_tokens", "question"]
+           "cache_hits", "prompt_tokens", "output_tokens", "honest_arguer", "leaked_turns", "correct_flips_as_ties",
+           "question"]
 
 # job directory -> the human rows of that job, each a dict with question_id, episode, judge_id,
 # chosen, p, confidence, explanation, seconds (see judges.store.HumanJudgment)
@@ -39,9 +47,12 @@ def load(directory: str | Path, humans: HumanRows | None = None):
     directory = Path(directory)
     jobs = job_dirs(directory, required=True)
     rows: list[dict[str, Any]] = []
+    diagnostics: dict[str, dict[str, Any]] = {}
     for job in jobs:
         rel = str(job.relative_to(directory)) or "."
         records = read_records(job)
+        judge = read_summary(job).get("judge") if (job / SUMMARY).exists() else None
+        diagnostics[rel] = diagnose(records, judge)
         for record in records:
             costs = _costs(record)
             for judgment in record.judgments:
@@ -52,7 +63,9 @@ def load(directory: str | Path, humans: HumanRows | None = None):
                 record = by_id.get(h["question_id"])
                 if record is not None:
                     rows.append(_human_row(rel, record, h, _costs(record)))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df.attrs["diagnostics"] = diagnostics
+    return df
 
 
 def _costs(record: Record) -> dict[str, int]:
@@ -72,7 +85,7 @@ def _row(job: str, record: Record, j: Judgment, costs: dict[str, int]) -> dict[s
         "p_correct": j.p[record.correct_index] if j.p else None,
         "chosen": j.chosen, "correct": j.correct, "position_flip": j.position_flip, "parse_failed": j.parse_failed,
         "pending": j.pending, "confidence": max(j.p) if j.p else None, "explanation": None, "seconds": j.seconds,
-        **costs, "question": record.question,
+        **costs, **judgment_diagnostics(record, j), "question": record.question,
     }
 
 
@@ -88,5 +101,9 @@ def _human_row(job: str, record: Record, h: dict[str, Any], costs: dict[str, int
         "p": list(p) if p else None, "p_correct": p[record.correct_index] if p else None,
         "chosen": chosen, "correct": None if chosen is None else float(chosen == record.correct_index),
         "position_flip": None, "parse_failed": False, "pending": False, "confidence": h.get("confidence"),
-        "explanation": h.get("explanation"), "seconds": h.get("seconds"), **costs, "question": record.question,
+        "explanation": h.get("explanation"), "seconds": h.get("seconds"), **costs,
+        **judgment_diagnostics(record, Judgment(judge=f"human:{h['judge_id']}", episode=h.get("episode", "main"),
+                                                chosen=chosen, correct=None if chosen is None else
+                                                float(chosen == record.correct_index))),
+        "question": record.question,
     }

@@ -16,8 +16,26 @@ from scipy import stats
 from oversight.types import Judgment, Record
 
 
-def accuracy_ci(scores: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson interval when every score is 0 or 1; otherwise a t interval on the mean."""
+# the t interval on question means is trusted only when at least this many questions differ from the
+# most common score (the normal approximation's usual n*p >= 10 rule, applied to the spread)
+MIN_SPREAD = 10
+
+
+def accuracy_ci(scores: Sequence[float], confidence: float = 0.95,
+                n_judgments: int | None = None) -> tuple[float, float]:
+    """A 95% interval for mean accuracy over questions (`scores`: one per question).
+
+    - every score 0 or 1: the Wilson score interval over the questions;
+    - otherwise the t interval on the question means, when at least MIN_SPREAD questions differ from
+      the most common score;
+    - otherwise the t interval would rest on the variance of a handful of questions, or of none (every
+      question at 0.5, as for a judge that always sides with the consultant, gives [0.5, 0.5]): the
+      interval is then the t interval widened to cover the Wilson score interval over the binary
+      judgments at their effective number, `n_judgments` (default: one per question) divided by the
+      design effect of clustering them by question, floored at 1 (judgments of one question that
+      agree count as fewer; episodes that cancel, one right one wrong, never count as more). It
+      never has zero width.
+    """
     n = len(scores)
     if n == 0:
         return (math.nan, math.nan)
@@ -25,13 +43,42 @@ def accuracy_ci(scores: Sequence[float], confidence: float = 0.95) -> tuple[floa
         ci = stats.binomtest(int(sum(scores)), n).proportion_ci(confidence_level=confidence, method="wilson")
         return (float(ci.low), float(ci.high))
     mean = sum(scores) / n
-    if n < 2:
-        return (mean, mean)
-    sem = stats.sem(scores)
-    if sem == 0:
-        return (mean, mean)
-    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
-    return (max(0.0, float(low)), min(1.0, float(high)))
+    low = high = mean
+    if n >= 2 and _variance(scores) > 0:
+        t_low, t_high = stats.t.interval(confidence, n - 1, loc=mean, scale=math.sqrt(_variance(scores) / n))
+        low, high = max(0.0, float(t_low)), min(1.0, float(t_high))
+    modal = max(sum(1 for s in scores if s == v) for v in set(scores))
+    if n - modal >= MIN_SPREAD:
+        return (low, high)
+    w_low, w_high = wilson(mean, effective_judgments(scores, n_judgments or n))
+    return (min(low, w_low), max(high, w_high))
+
+
+def effective_judgments(scores: Sequence[float], n_judgments: int) -> float:
+    """`n_judgments` binary judgments of len(scores) questions, divided by the design effect of their
+    clustering: (variance of the mean over questions) / (variance of the mean of as many independent
+    judgments), floored at 1."""
+    n = len(scores)
+    mean = sum(scores) / n
+    if mean in (0.0, 1.0) or n < 2:
+        return float(n_judgments)
+    between = _variance(scores) / n
+    independent = mean * (1 - mean) / n_judgments
+    return n_judgments / max(1.0, between / independent)
+
+
+def _variance(xs: Sequence[float]) -> float:
+    """Sample variance (n - 1), exactly 0 for equal values (scipy warns of cancellation there)."""
+    mean = sum(xs) / len(xs)
+    return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def wilson(p: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion `p` of `n` trials (n need not be whole)."""
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def brier(judgments: Iterable[tuple[Judgment, int]]) -> float:
@@ -74,7 +121,8 @@ def summarise(records: Sequence[Record], judge: str | None = None) -> dict[str, 
     values = list(scores.values())
     orders = [o for j, _ in judged for o in j.orders]
     flips = [j.position_flip for j, _ in judged if j.position_flip is not None]
-    low, high = accuracy_ci(values)
+    n_judgments = sum(1 for j, _ in judged if j.correct is not None)
+    low, high = accuracy_ci(values, n_judgments=n_judgments or None)
     return {
         "n": len(values),
         "n_failed": sum(1 for r in records if r.error),

@@ -80,6 +80,13 @@ class Protocol(Plugin):
         """Protocol-specific metrics, saved in summary.json under "extra"."""
         return {}
 
+    def combine(self, question: Question, transcripts: list[Transcript], judgments: list[Judgment]) -> list[Judgment]:
+        """The judgments a question is scored on, given the judge's verdict on each of its transcripts
+        (in order). The default keeps them as they are; a protocol whose answer is an aggregate of
+        verdicts (a majority vote over readings: protocols.judge_vote) returns the aggregate, with
+        every verdict's orders and calls kept inside it."""
+        return judgments
+
 
 class TurnRequest(BaseModel):
     """What a turn strategy is asked for: one turn of `side`, given the judge-visible history."""

@@ -68,6 +68,21 @@ def test_best_of_n_and_gap_recovered():
     assert performance_gap_recovered(0.7, 0.5, 0.9) == pytest.approx(0.5)
 
 
+def test_pgr_floor_cannot_sit_below_the_majority_constant():
+    from oversight.train.reward_head import pgr_floor
+
+    # level 1 of the measured run: a floor head that calls every step wrong scores the minority share
+    # (23 of 80), the majority constant 57 of 80; the ceiling 65 of 80 and the RM 63 of 80
+    floor = pgr_floor(23 / 80, 57 / 80)
+    assert floor == 57 / 80
+    assert performance_gap_recovered(63 / 80, floor, 65 / 80, min_gap=0.1) == pytest.approx(0.75)
+    # a gap of exactly 8 of 80 counts despite 0.8125 - 0.7125 rounding below 0.1
+    assert 65 / 80 - 57 / 80 < 0.1
+    assert performance_gap_recovered(63 / 80, 23 / 80, 65 / 80, min_gap=0.1) == pytest.approx(40 / 42)
+    # a floor head above the constant is kept; no floor head: the constant
+    assert pgr_floor(0.8, 0.6) == 0.8 and pgr_floor(None, 0.6) == 0.6
+
+
 class AlwaysWrongJudgeDouble:
     """Test double: a judge that always picks the option that ground truth says is wrong."""
 
@@ -127,7 +142,9 @@ def test_level_k_reward_model_assists_level_k_plus_1_in_the_call_graph(tiny_mode
             judge_calls = [n for n, a in g.nodes(data=True) if a.get("label") == "judge"]
             assert judge_calls and all(critique in set(g.predecessors(n)) for n in judge_calls)
     table = (tmp_path / "rrm" / "table.md").read_text()
-    assert table.count("\n") == 2 + 3 and "PGR" in table
+    assert table.count("\n") == 2 + 3 and "PGR" in table and "majority acc" in table
+    for row in summary["levels"]:
+        assert row["pgr_floor"] == max(row["floor_accuracy"], row["majority_accuracy"]) >= 0.5
     for level in (0, 1, 2):
         provenance = json.loads((tmp_path / "rrm" / f"level{level}" / "rm" / "provenance.json").read_text())
         assert provenance["config"]["level"] == level and provenance["libraries"]["scikit-learn"]

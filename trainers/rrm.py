@@ -19,9 +19,11 @@ log-likelihood itself, read where the level-0 checker reads them (after its chat
 mean). `features=all` adds the last hidden state (576 numbers), which the heads overfit at these
 sizes (docs/training.md has both tables). It is trained on the level's
 labels for the training split (never the ground truth) and scored against the ground truth on the
-held-out split (split by seed). Two reference heads frame it (Burns et al. 2023): the floor, trained
-on the judge's verdicts with no assistance at all, and the ceiling, trained on the ground truth;
-performance gap recovered = (RM - floor) / (ceiling - floor).
+held-out split (split by seed). Reference points frame it (Burns et al. 2023): the floor head,
+trained on the judge's verdicts with no assistance at all, the majority-class constant, and the
+ceiling, trained on the ground truth; performance gap recovered = (RM - floor) / (ceiling - floor),
+with floor = max(floor head, majority constant), so that a judge calling every item wrong cannot
+put the floor below chance (the table shows PGR against the floor head alone beside it).
 
 A best-of-N policy samples N candidate answers per held-out item (right with probability 1/2,
 otherwise one value or step off by one, as the task's policy does) and keeps the one the reward
@@ -54,7 +56,8 @@ from oversight.records import jsonable, write_records
 from oversight.tasks import arithmetic
 from oversight.tasks.split import split_questions
 from oversight.train.provenance import write_provenance
-from oversight.train.reward_head import HeadConfig, RewardHead, best_of_n_accuracy, performance_gap_recovered
+from oversight.train.reward_head import (HeadConfig, RewardHead, best_of_n_accuracy, performance_gap_recovered,
+                                         pgr_floor)
 from oversight.types import Claim, Question, Record, Transcript, Turn
 
 OPTIONS = ["right", "wrong"]  # option 0 is the reward option, as in arithmetic_answers
@@ -402,9 +405,16 @@ def run_rrm_training(cfg: RRMTrainer, questions: list[Question], engine: Any, ju
                              data=[{"id": i.id, "label": bool(y)} for i, y in
                                    zip(train, {"rm": labels, "ceiling": truth_train, "floor": floor_labels}[name])],
                              base_model=frozen.identity)
+        # the majority-class constant of the training split's ground truth, scored on the held-out split
+        majority = sum(truth_train) * 2 >= len(truth_train)
+        row["majority_class"] = "right" if majority else "wrong"
+        row["majority_accuracy"] = _mean([t == majority for t in truth_held])
+        row["pgr_floor"] = pgr_floor(row.get("floor_accuracy"), row["majority_accuracy"])
+        row["pgr"] = performance_gap_recovered(row["rm_accuracy"], row["pgr_floor"], row["ceiling_accuracy"],
+                                               min_gap=PGR_MIN_GAP)
         if "floor" in heads:
-            row["pgr"] = performance_gap_recovered(row["rm_accuracy"], row["floor_accuracy"], row["ceiling_accuracy"],
-                                                   min_gap=PGR_MIN_GAP)
+            row["pgr_vs_floor_head"] = performance_gap_recovered(row["rm_accuracy"], row["floor_accuracy"],
+                                                                 row["ceiling_accuracy"], min_gap=PGR_MIN_GAP)
         rows.append(row)
         (level_dir / "metrics.json").write_text(json.dumps(jsonable(row), indent=2))
         # the recursion: this level's reward model checks the parts of the next level's items
@@ -435,15 +445,16 @@ _ITEM_NAMES = {0: "parts of steps", 1: "steps", 2: "workings"}
 
 def table(rows: list[dict[str, Any]], ns: list[int]) -> str:
     """The per-level table (markdown)."""
-    head = ["level", "items", "label acc", "RM acc [95% CI]", "RM AUROC", "floor acc", "ceiling acc", "PGR",
-            *[f"BoN-{n}" for n in ns], *[f"ceiling BoN-{n}" for n in ns[-1:]]]
+    head = ["level", "items", "label acc", "RM acc [95% CI]", "RM AUROC", "floor head acc", "majority acc",
+            "ceiling acc", "PGR", "PGR vs floor head", *[f"BoN-{n}" for n in ns], *[f"ceiling BoN-{n}" for n in ns[-1:]]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ci = r["rm_accuracy_ci"]
         cells = [str(r["level"]), r["items"], _f(r["label_accuracy"]),
                  f"{_f(r['rm_accuracy'])} [{_f(ci[0])}, {_f(ci[1])}]" + (" (constant)" if r["rm_degenerate"] else ""),
                  _f(r["rm_auroc"]), _f(r.get("floor_accuracy")) + (" (constant)" if r.get("floor_degenerate") else ""),
-                 _f(r["ceiling_accuracy"]), _f(r.get("pgr")), *[_f(r[f"rm_bon{n}"]) for n in ns],
+                 _f(r.get("majority_accuracy")), _f(r["ceiling_accuracy"]), _f(r.get("pgr")),
+                 _f(r.get("pgr_vs_floor_head")), *[_f(r[f"rm_bon{n}"]) for n in ns],
                  *[_f(r[f"ceiling_bon{n}"]) for n in ns[-1:]]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

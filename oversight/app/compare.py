@@ -31,6 +31,11 @@ COLUMNS = ["job", "protocol", "judge", "n", "failed", "accuracy", "ci_low", "ci_
 
 DEFAULT_BASELINE = "direct"  # the judge alone: the floor (conf/config.yaml `baseline`)
 
+#: how the accuracy intervals are made (oversight.metrics.accuracy_ci), under the printed table
+CI_CAPTION = ("95% CI over questions: Wilson when every question scores 0 or 1; else a t interval, widened to the "
+              "Wilson interval over the judgments when fewer than 10 questions differ from the most common score "
+              "(never zero-width). Δ: paired t interval over questions.")
+
 
 @dataclass
 class Comparison:
@@ -158,7 +163,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def table(rows: list[dict], baseline: str) -> Table:
-    t = Table(title=f"Judge accuracy by protocol (95% CI; paired difference vs {baseline})")
+    t = Table(title=f"Judge accuracy by protocol (95% CI; paired difference vs {baseline})", caption=CI_CAPTION)
     for column in ["protocol", "judge", "n", "failed", "humans", "accuracy", "95% CI", f"Δ vs {baseline}", "Brier", "ECE",
                    "pos. bias", "calls/q", "calls", "cache hits"]:
         t.add_column(column, justify="right" if column not in ("protocol", "judge") else "left")

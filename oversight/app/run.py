@@ -75,7 +75,7 @@ async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=No
     async def episode(question: Question, ctx: Context):
         transcripts = await protocol.run(question, ctx)
         judgments = await asyncio.gather(*(judge.judge(question, t, ctx) for t in transcripts))
-        return transcripts, list(judgments)
+        return transcripts, protocol.combine(question, transcripts, list(judgments))
 
     outcomes = await engine.run_async(questions, episode)
     judge.finalize([j for outcome in outcomes if outcome.value for j in outcome.value[1]])

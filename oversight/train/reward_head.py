@@ -9,6 +9,7 @@ separate: the head is `degenerate` and returns that class's rate for every input
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from pathlib import Path
 from typing import Any, Sequence
@@ -110,9 +111,20 @@ class RewardHead:
 
 def performance_gap_recovered(weak: float, floor: float, ceiling: float, min_gap: float = 1e-9) -> float:
     """Burns et al. (2023): (weak - floor) / (ceiling - floor); NaN when the ceiling is not above the
-    floor by at least `min_gap` (a smaller gap makes the ratio noise: 0.025 apart gives PGR 4)."""
+    floor by at least `min_gap` (a smaller gap makes the ratio noise: 0.025 apart gives PGR 4).
+    Accuracies are fractions of whole items, so a gap of exactly `min_gap` (8 of 80) counts, whatever
+    the rounding of the subtraction."""
     gap = ceiling - floor
-    return (weak - floor) / gap if gap >= min_gap else float("nan")
+    return (weak - floor) / gap if gap >= min_gap - 1e-9 else float("nan")
+
+
+def pgr_floor(floor_head: float | None, majority: float) -> float:
+    """The floor PGR is measured from: the better of the head trained on the weak supervisor's labels
+    and the majority-class constant, so that a constant can never sit below chance (a judge that
+    calls every item wrong trains a head whose accuracy is the minority class's share)."""
+    if floor_head is None or math.isnan(floor_head):
+        return majority
+    return max(floor_head, majority)
 
 
 def best_of_n_accuracy(rewards: Sequence[Sequence[float]], good: Sequence[Sequence[bool]], n: int) -> float:

@@ -5,7 +5,8 @@
 What it writes into DIR/report/:
 - index.html: the comparison table (sortable) and the plots (accuracy with CIs, paired differences
   vs the baseline, a reliability diagram per judge, accuracy against calls per question), drawn as
-  SVG here in Python;
+  SVG here in Python, and each job's diagnostics (oversight.diagnostics: truth advantage, style
+  balance, leaks, order flips, judge and arguer models);
 - job.html, question.html, side.html: the question browser of a job, one question's page, and one
   question across every job of the sweep, rendered in the browser by report.js;
 - data/: the records split per job (an index for the browser) and per question (the page), each a
@@ -35,6 +36,7 @@ from rich.console import Console
 
 from oversight.app import exit_code
 from oversight.app.report import plots
+from oversight.diagnostics import diagnose
 from oversight.errors import OversightError
 from oversight.graph import call_costs
 from oversight.quotes import QUOTE_TAG
@@ -141,6 +143,7 @@ class JobData:
     tokens_per_question: float | None
     reliability: list[dict[str, float]] = field(default_factory=list)
     overrides: str = ""
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -183,9 +186,10 @@ def _write_job(index: int, job_dir: Path, root: Path, out: Path, tasks: "_TaskCa
                   reliability=plots.reliability_bins(
                       (j.p, j.correct) for r in records for j in r.judgments
                       if j.p and j.correct is not None and not j.pending and j.judge == summary.get("judge")),
-                  overrides=rel if rel != "." else "")
+                  overrides=rel if rel != "." else "", diagnostics=diagnose(records, summary.get("judge")))
     _write_data(out / "data" / f"job-{index}.js", f"job/{index}",
-                {**job.public(), "fields": sorted({k for e in entries for k in e["fields"]}), "questions": entries})
+                {**job.public(), "fields": sorted({k for e in entries for k in e["fields"]}), "questions": entries,
+                 "diagnostics": job.diagnostics})
     return job
 
 
@@ -466,6 +470,7 @@ def _index_html(sweep: dict[str, Any], jobs: list[JobData]) -> str:
 {body}
 </tbody></table>
 <section class="plots">{figs}</section>
+{diagnostics_section(jobs)}
 <h2>Reliability diagrams</h2>
 <p class=muted>Accuracy of the judge's chosen option against its probability, 10 bins (as ECE); dot area: number
 of judgments; the diagonal is perfect calibration.</p>
@@ -482,6 +487,62 @@ backend identity and weights fingerprint, the machine and the wall time (summary
 <script src="report.js"></script>
 </body></html>
 """
+
+
+# ---- diagnostics ----------------------------------------------------------------------------------
+
+
+def diagnostics_section(jobs: list[JobData]) -> str:
+    """Whether each job's accuracy can be trusted (oversight.diagnostics), one row per job."""
+    head = ["job", "truth advantage [95% CI]", "wins honest / dishonest", "words h / d", "quotes h / d",
+            "verified h / d", "hedges /100w h / d", "leaks", "acc. leak / clean", "order flips",
+            "acc. / flips as ties", "models (judge: arguers)"]
+    rows = []
+    for j in jobs:
+        d = j.diagnostics
+        if not d:
+            continue
+        adv = d["truth_advantage"]
+        advantage = "; ".join(
+            f"{role} {_sign(a['advantage'])} [{_sign(a['advantage_ci'][0])}, {_sign(a['advantage_ci'][1])}]"
+            for role, a in adv.items()) or "-"
+        wins = "; ".join(f"{_fmt(a['honest_win_rate'], 3)} / {_fmt(a['dishonest_win_rate'], 3)}"
+                         for a in adv.values()) or "-"
+        st = d["style"]
+        pair = lambda key, digits: f"{_fmt(st['honest'][key], digits)} / {_fmt(st['dishonest'][key], digits)}"  # noqa: E731
+        lk, order, models = d["leaks"], d["order"], d["models"]
+        leaks = f"{lk['flagged']} of {lk['dishonest_turns']}" + (f" ({lk['rate']:.1%})" if lk["rate"] is not None else "")
+        judge_models = ",".join(models["roles"].get("judge", [])) or "-"
+        arguers = ",".join(sorted({m for role in models["arguer_roles"] for m in models["roles"].get(role, [])})) or "-"
+        same = {True: " (same model)", False: " (different)", None: ""}[models["judge_is_arguer"]]
+        cells = [j.label + (f" ({j.overrides})" if j.overrides else ""), advantage, wins, pair("words", 1),
+                 pair("quotes", 2), pair("verified_rate", 3), pair("hedges_per_100_words", 2), leaks,
+                 f"{_fmt(lk['accuracy_with_leak'], 3)} / {_fmt(lk['accuracy_without_leak'], 3)}",
+                 f"{order['flips']} of {order['judged_in_both_orders']}",
+                 f"{_fmt(order['accuracy'], 3)} / {_fmt(order['accuracy_flips_as_ties'], 3)}",
+                 f"{judge_models}: {arguers}{same}" + "".join(
+                     f"; {pair} agree {a['agreement']:.3f} of {a['questions']}"
+                     for pair, a in models.get("answer_agreement", {}).items())]
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return ""
+    return f"""<h2>Diagnostics</h2>
+<p class=muted>Can each accuracy be trusted? <b>Truth advantage</b>: how much more often the judge sides with an
+arguer when it argues the true answer than when it argues a false one (same arguer role; paired by question, 95%
+CI); 0 means the judge follows the arguer, not the truth. <b>h / d</b>: honest and dishonest turns (words and quotes
+per turn, share of quotes verified, hedging words per 100 words outside quotes). <b>Leaks</b>: turns for a wrong
+answer that name the right one and not their own, or concede (a cheap word rule), with the judge's accuracy on
+episodes with and without one. <b>Order flips</b>: judgments whose choice changed with the option order, and the
+accuracy when each is scored as a tie. <b>Models</b>: the model keys that answered the judge's and the arguers'
+calls, and where several models answered, how often their own answers agree.</p>
+<table class="diagnostics"><thead><tr>{"".join(f"<th>{escape(h)}</th>" for h in head)}</tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>"""
+
+
+def _sign(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.3f}"
 
 
 #: the libraries a provenance row names (every installed version is in summary.json)
