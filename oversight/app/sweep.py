@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
-from oversight.app import compare, persuasion
+from oversight.app import compare, cost, persuasion
 from oversight.app.report import build_report
 from oversight.errors import OversightError
 
@@ -33,6 +33,11 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if cost.dry_run_dir() is not None:  # --dry-run: the estimates, nothing else
+            if not config.get("train"):
+                print(f"estimated cost of the sweep {config.get('name')} (dry run: no model loaded, nothing run; "
+                      f"an empty call cache assumed):\n{cost.sweep_table(sweep_dir)}")
+            return
         if config.get("train"):
             training_tables(sweep_dir)
             return
