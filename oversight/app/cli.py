@@ -56,6 +56,9 @@ def app(cfg: DictConfig) -> float:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
     console.print(summary_line(label, summary, out_dir), soft_wrap=True, markup=False, highlight=False)
+    if summary.get("not_run"):
+        print(f"budget reached: {summary['not_run']} of {summary['questions']} questions not run "
+              f"(budget: {plain.get('budget')}); run the same command again to continue", file=sys.stderr)
     if summary["questions"] and summary["n_failed"] == summary["questions"]:
         print(f"error: every question of {out_dir} failed; first: {summary['first_error']}", file=sys.stderr)
         if HydraConfig.get().mode != RunMode.MULTIRUN:
