@@ -129,3 +129,29 @@ def test_partial_passage_judge_sees_a_fixed_growing_sample():
     one, three = visible_sentences(q, 1), visible_sentences(q, 3)
     assert len(one) == 1 and len(three) == 3 and set(one) <= set(three)
     assert visible_sentences(q, 3) == three and len(visible_sentences(q, 99)) == 5
+
+
+def test_gap_analysis_of_a_two_judge_sweep_writes_its_tables_plot_and_report_section(tmp_path):
+    """The capability_gap preset's jobs (two of its judges) on the scripted test double, then the analysis."""
+    from oversight.app.api import compose
+    from oversight.app.report.gap import gap_section
+    from oversight.app.run import run_job
+
+    for judge in ("likelihood", "likelihood_k1"):
+        cfg, _ = compose(["+experiment=capability_gap", f"judge={judge}", "progress=false"])
+        cfg["backend"] = {"_target_": "oversight.backends.scripted.ScriptedBackend"}
+        cfg["task"]["n"] = 6
+        run_job(cfg, tmp_path / f"judge={judge}")
+    assert gap.is_gap_sweep(tmp_path)
+    result = gap.analyse(tmp_path, resamples=30)
+    for name in ("gap.md", "gap.csv", "gap.json", "gap.png", "grid.md", "grid.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert sorted(r["player"] for r in result["ratings"] if r["role"] == "judge") == ["likelihood", "likelihood_k1"]
+    assert len([r for r in result["ratings"] if r["role"] == "arguer"]) == 4
+    assert all(r["low"] <= r["elo"] <= r["high"] for r in result["ratings"])
+    # the grid: every judge on every transcript kind: 12 cross-play pairs, 4 self-play debates, 4 consultants
+    assert len(result["grid"]) == 2 * (12 + 4 + 4) and all(g["n"] == 6 for g in result["grid"])
+    assert {c["protocol"] for c in result["curves"]} == {"debate", "consultancy"}
+    html = gap_section(tmp_path)
+    assert "Capability gap" in html and "data:image/png;base64," in html
+    assert gap_section(tmp_path / "judge=likelihood") == ""  # no analysis there: no section
