@@ -317,8 +317,8 @@ def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def plot(result: dict[str, Any], point: dict[str, Any], boots: list[dict[str, Any]], path: Path) -> Path:
-    """Judge success against the rating gap, one panel per protocol: cells with 95% CIs (both axes),
-    the fitted curve and its bootstrap band."""
+    """Judge success against the rating gap, one panel per protocol: cells with their 95% CIs over
+    questions, the fitted curve and its bootstrap band (the gaps' intervals are in gap.md)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -337,11 +337,14 @@ def plot(result: dict[str, Any], point: dict[str, Any], boots: list[dict[str, An
                         color="C0", label="fit, 95% band")
         ax.plot(xs, [success(point, p, x) for x in xs], color="C0", label="fit")
         for c in (c for c in result["cells"] if c["protocol"] == p):
+            # the gap's own interval is in gap.md: with a flat curve (b near 0) the judges' ratings are
+            # barely identified, and bars thousands of Elo wide would hide every cell
             ax.errorbar(c["gap"], c["success"], yerr=[[c["success"] - c["low"]], [c["high"] - c["success"]]],
-                        xerr=[[c["gap"] - c["gap_low"]], [c["gap_high"] - c["gap"]]], fmt=markers.get(c["judge"], "o"),
+                        fmt=markers.get(c["judge"], "o"),
                         color=f"C{1 + sorted(result['arguers']).index(c['arguer']) % 8}", ms=5, capsize=2, alpha=0.8)
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_title(p)
+        ax.set_xlim(-span, span)
         ax.set_xlabel("rating gap: arguer - judge (Elo)")
         ax.set_ylabel("judge reaches the truth")
         ax.set_ylim(0, 1)
