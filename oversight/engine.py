@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # the engine drives backends through their interface; it neve
 
 T = TypeVar("T")
 
+#: every call refused by a job's budget fails with this, so records and summaries can tell it apart
+BUDGET_REACHED = "not run: the job's budget was reached"
+
 
 class CallFailed(Exception):
     """A model call failed after the backend's retries; the episode is recorded as failed."""
@@ -73,6 +76,7 @@ class EngineStats:
     prompt_tokens: int = 0
     output_tokens: int = 0
     backend_seconds: float = 0.0
+    not_run: int = 0  # calls refused because the job's budget was reached (never sent, never cached)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -104,6 +108,10 @@ class Engine:
     default_model: str = "default"
     cache: CallCache | None = None
     on_progress: Callable[["Engine"], None] | None = None
+    # a job's budget (config `budget`): fresh backend calls, and prompt + output tokens, after which
+    # further calls are refused (their questions are recorded as not run); None: no limit
+    budget_calls: int | None = None
+    budget_tokens: int | None = None
     stats: EngineStats = field(default_factory=EngineStats)
     done: int = 0
     total: int = 0
@@ -237,6 +245,11 @@ class Engine:
         size = backend.capabilities.batch_size or len(order) or 1
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
+            allowed = self._allowance(len(chunk))
+            self._refuse(chunk[allowed:], todo)
+            chunk = chunk[:allowed]
+            if not chunk:
+                continue
             calls = [todo[key][0].call for key in chunk]
             started = time.perf_counter()
             try:
@@ -252,6 +265,9 @@ class Engine:
         """Per-call dispatch: each uncached call becomes a request of its own, started now; a call
         identical to one already in flight waits for that one."""
         for key, same in self._from_cache(model, items).items():
+            if key not in self._waiting and not self._allowance(1):
+                self._refuse([key], {key: same})
+                continue
             if key in self._waiting:
                 self.stats.deduplicated += len(same)
                 self._waiting[key].extend(same)
@@ -275,6 +291,25 @@ class Engine:
         self.stats.batches += 1
         self._answered({key: result}, {key: self._waiting.pop(key)})
         self._progress()
+
+    def _allowance(self, wanted: int) -> int:
+        """How many of `wanted` fresh calls the budget still allows (calls in flight count as spent;
+        tokens are known only once answered, so a token budget may be passed by one chunk)."""
+        if self.budget_calls is not None:
+            wanted = min(wanted, max(0, self.budget_calls - self.stats.calls - self._busy))
+        if self.budget_tokens is not None and self.stats.prompt_tokens + self.stats.output_tokens >= self.budget_tokens:
+            wanted = 0
+        return wanted
+
+    def _refuse(self, keys: list[str], todo: dict[str, list[_Pending]]) -> None:
+        """Fail calls the budget does not allow: not sent, not cached, so a rerun makes them."""
+        limits = ", ".join(f"budget.{k}={v}" for k, v in (("calls", self.budget_calls), ("tokens", self.budget_tokens))
+                           if v is not None)
+        for key in keys:
+            for item in todo[key]:
+                self.stats.not_run += 1
+                _resolve(item, CallResult(error=f"{BUDGET_REACHED} ({limits}); run the same command again to "
+                                                "continue (answered calls are in the call cache)"))
 
     def _progress(self) -> None:
         if self.on_progress:

@@ -3,12 +3,16 @@
     oversight protocol=debate
     oversight -m protocol=direct,direct_passage,consultancy,debate
     oversight -m +experiment=compare
+    oversight -m +experiment=compare --dry-run   # what it will cost (oversight/app/cost.py); runs nothing
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -17,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from oversight.app import cost
 from oversight.app.args import CONF_DIR, unknown_group_choice
 import oversight.app.jobdirs  # noqa: F401  (registers the resolvers that name job directories)
 from oversight.app.run import run_job
@@ -32,6 +37,9 @@ log = logging.getLogger("oversight")
 def app(cfg: DictConfig) -> float:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    scratch = cost.dry_run_dir()
+    if scratch is not None:  # --dry-run: estimate, load no model, run nothing
+        return dry_run(plain, out_dir, scratch)
     if plain.get("train"):  # a training job (+experiment=rrm_train, debate_train): oversight/app/train.py
         try:
             run_train(plain, out_dir)
@@ -48,11 +56,29 @@ def app(cfg: DictConfig) -> float:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
     console.print(summary_line(label, summary, out_dir), soft_wrap=True, markup=False, highlight=False)
+    if summary.get("not_run"):
+        print(f"budget reached: {summary['not_run']} of {summary['questions']} questions not run "
+              f"(budget: {plain.get('budget')}); run the same command again to continue", file=sys.stderr)
     if summary["questions"] and summary["n_failed"] == summary["questions"]:
         print(f"error: every question of {out_dir} failed; first: {summary['first_error']}", file=sys.stderr)
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(1)  # in a sweep the other jobs still run; the sweep exits non-zero at its end
     return summary["accuracy"]
+
+
+def dry_run(plain: dict, out_dir: Path, scratch: Path) -> float:
+    if plain.get("train"):
+        print(f"{out_dir.name}: a training job (train: {plain['train'].get('name') or plain['train'].get('_target_')}); "
+              "--dry-run estimates protocol jobs only, not a trainer's data generation and training", file=sys.stderr)
+        return 0.0
+    label = f"{plain['protocol'].get('label') or plain['protocol'].get('name')} / {plain['judge'].get('name')}"
+    try:
+        estimate = cost.estimate_job(plain, out_dir, scratch)
+    except OversightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(cost.estimate_line(label, estimate))
+    return 0.0
 
 
 def summary_line(label: str, summary: dict, out_dir: Path) -> str:
@@ -70,6 +96,18 @@ def main() -> None:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
+    if "--dry-run" in sys.argv[1:]:
+        # jobs and the sweep callback see the scratch directory; Hydra writes its files there, not in runs/
+        scratch = Path(tempfile.mkdtemp(prefix="oversight-dry-run-"))
+        os.environ[cost.DRY_RUN_ENV] = str(scratch)
+        sys.argv = [a for a in sys.argv if a != "--dry-run"] + [
+            f"hydra.run.dir={scratch / 'job'}", f"hydra.sweep.dir={scratch / 'sweep'}"]
+        try:
+            app()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            os.environ.pop(cost.DRY_RUN_ENV, None)
+        return
     app()
     if SweepCallback.failed_jobs:  # a sweep with a job whose every question failed
         sys.exit(1)

@@ -12,8 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 #: overrides that never change a job's results, left out of its directory name (`experiment` names
-#: the sweep instead; its values reach the job name as the sweep's own overrides)
-NO_EFFECT_KEYS = ("name", "progress", "baseline", "experiment", "cache.path", "cache.enabled")
+#: the sweep instead; its values reach the job name as the sweep's own overrides; `budget` stops a job
+#: early and a rerun without it finishes the same job; `cost` only sets how --dry-run estimates)
+NO_EFFECT_KEYS = ("name", "progress", "baseline", "experiment", "cache.path", "cache.enabled", "budget", "cost")
 #: between the levels of a nested config group's name (`protocol/strategy`)
 GROUP_SEP = "/"
 #: the longest job directory name, in bytes (most file systems allow 255); longer ones end in a digest

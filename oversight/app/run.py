@@ -14,7 +14,7 @@ from typing import Any
 
 from oversight.backends import get_backend
 from oversight.cache import CallCache, call_cache_path
-from oversight.engine import Context, Engine
+from oversight.engine import BUDGET_REACHED, Context, Engine
 from oversight.errors import ConfigError
 from oversight.graph import call_costs
 from oversight.metrics import summarise
@@ -55,7 +55,26 @@ def build_engine(cfg: dict[str, Any], on_progress=None) -> Engine:
     cache = None
     if cache_cfg.get("enabled", True):
         cache = CallCache(call_cache_path(cache_cfg.get("path")))
-    return Engine(backends=backends, roles=dict(cfg.get("roles") or {}), cache=cache, on_progress=on_progress)
+    calls, tokens = budget_limits(cfg)
+    return Engine(backends=backends, roles=dict(cfg.get("roles") or {}), cache=cache, on_progress=on_progress,
+                  budget_calls=calls, budget_tokens=tokens)
+
+
+def budget_limits(cfg: dict[str, Any]) -> tuple[int | None, int | None]:
+    """`budget.calls` and `budget.tokens` (null: no limit), checked: whole numbers >= 0."""
+    budget = cfg.get("budget") or {}
+    if not isinstance(budget, dict):
+        raise ConfigError(f"budget: expected a mapping with calls and/or tokens, got {budget!r}")
+    unknown = sorted(set(budget) - {"calls", "tokens"})
+    if unknown:
+        raise ConfigError(f"budget.{unknown[0]}: unknown key; valid: calls, tokens")
+    limits = []
+    for key in ("calls", "tokens"):
+        value = budget.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(f"budget.{key}={value!r}: expected a whole number >= 0 or null (no limit)")
+        limits.append(value)
+    return limits[0], limits[1]
 
 
 def run_job(cfg: dict[str, Any], out_dir: str | Path, on_progress=None) -> dict[str, Any]:
@@ -99,6 +118,8 @@ async def run_job_async(cfg: dict[str, Any], out_dir: str | Path, on_progress=No
         "model_calls": engine.stats.calls,
         "cache_hits": engine.stats.cache_hits,
         "failed_calls": engine.stats.failed,
+        # questions stopped by the job's budget (config `budget`): recorded with that error; a rerun continues
+        "not_run": sum(1 for r in records if r.error and BUDGET_REACHED in r.error),
         "batches": engine.stats.batches,
         "prompt_tokens": engine.stats.prompt_tokens,
         "output_tokens": engine.stats.output_tokens,

@@ -4,7 +4,9 @@ ends it writes what the sweep's jobs call for, read from their finished files:
 - training jobs (the sweep's config has `train:`): each job's table.md, printed;
 - protocol jobs: the comparison (oversight.app.compare: comparison.csv/.md/.png and a table) and
   the browser report (oversight.app.report); and when a job ran a cross-play tournament, the
-  persuasion report (oversight.app.persuasion: ratings.csv, persuasion.md, persuasion.png).
+  persuasion report (oversight.app.persuasion: ratings.csv, persuasion.md, persuasion.png); and when
+  cross-play jobs differ in the judge, the capability-gap curves (oversight.app.gap: gap.md, gap.png,
+  grid.md). With `--dry-run` (oversight.app.cost) it prints the sweep's estimated cost instead.
 
 It also records which jobs failed on every question (`oversight` then exits non-zero).
 """
@@ -20,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
-from oversight.app import compare, persuasion
+from oversight.app import compare, cost, gap, persuasion
 from oversight.app.report import build_report
 from oversight.errors import OversightError
 
@@ -33,6 +35,11 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if cost.dry_run_dir() is not None:  # --dry-run: the estimates, nothing else
+            if not config.get("train"):
+                print(f"estimated cost of the sweep {config.get('name')} (dry run: no model loaded, nothing run; "
+                      f"an empty call cache assumed):\n{cost.sweep_table(sweep_dir)}")
+            return
         if config.get("train"):
             training_tables(sweep_dir)
             return
@@ -52,6 +59,12 @@ class SweepCallback(Callback):
                 persuasion.report(sweep_dir)
             except OversightError as exc:
                 Console(stderr=True).print(f"[red]persuasion report skipped:[/red] {exc}")
+        if gap.is_gap_sweep(sweep_dir):  # cross-play jobs with different judges: capability-gap curves
+            try:
+                gap.analyse(sweep_dir)
+                print(f"capability gap: {sweep_dir / 'gap.md'}\n{(sweep_dir / 'gap.md').read_text()}")
+            except OversightError as exc:
+                Console(stderr=True).print(f"[red]capability-gap analysis skipped:[/red] {exc}")
         if not compared:
             return
         started = time.perf_counter()

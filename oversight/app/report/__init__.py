@@ -36,6 +36,7 @@ from rich.console import Console
 
 from oversight.app import exit_code
 from oversight.app.report import plots
+from oversight.app.report.gap import gap_section
 from oversight.diagnostics import diagnose
 from oversight.errors import OversightError
 from oversight.graph import call_costs
@@ -77,7 +78,8 @@ def build_report(directory: str | Path, baseline: str | None = None) -> Path:
         "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     _write_data(building / "data" / "sweep.js", "sweep", sweep)
-    (building / "index.html").write_text(_index_html(sweep, jobs))
+    (building / "index.html").write_text(_index_html(sweep, jobs).replace(  # the capability-gap section, if any
+        "<h2>Reliability diagrams</h2>", gap_section(directory) + "<h2>Reliability diagrams</h2>", 1))
     for page in PAGES:
         (building / page).write_text(_shell_html(page, sweep["title"]))
     if out.exists():
