@@ -100,3 +100,14 @@ def test_a_bad_option_names_its_key():
     from oversight.errors import ConfigError
     with pytest.raises(ConfigError, match=r"protocol\.judge_questions\.words"):
         build_protocol({"name": "debate", "interactive": True, "judge_questions": {"words": 0}})
+
+
+def test_the_report_marks_the_judges_questions_in_transcripts():
+    from oversight.app.report import _turn
+    outcomes, _ = run({"name": "debate", "rounds": 2, "interactive": True, "argument": {"format": "free"}}, n=1)
+    (transcript,), _ = outcomes[0].value
+    shown = [_turn(turn, outcomes[0].question.options) for turn in transcript.turns]
+    assert [s["judge_question"] for s in shown] == [False, False, True, False, False]
+    asked = shown[2]
+    assert asked["label"] == "Judge" and asked["side_text"] is None and asked["round"] == 1
+    assert "".join(seg["text"] for seg in asked["segments"]) == ASKED
