@@ -100,8 +100,9 @@ class PlayApp(App):
 
     def _status(self, waiting: int) -> None:
         who = f"{self.person} · " if self.person else ""
+        shown = f" · call {self.ask.key[:8]}" if self.ask is not None else ""
         self.query_one("#status", Static).update(Content(
-            f"{who}{self.store.path.name} · waiting calls {waiting} · sent this session {self.sent}"))
+            f"{who}{self.store.path.name}{shown} · waiting calls {waiting} · sent this session {self.sent}"))
 
     def _reply(self) -> None:
         cursor = ("▏", "blink")
