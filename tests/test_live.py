@@ -115,3 +115,46 @@ def test_a_person_answers_generate_calls_only_and_the_error_says_what_to_do(tmp_
 def test_the_human_model_names_a_missing_store():
     with pytest.raises(ConfigError, match="store"):
         HumanBackend({"name": "alice"}, {})
+
+
+def test_a_person_judges_live_asks_between_rounds_and_gives_the_verdict(tmp_path):
+    """roles.judge=human with a generative judge: the person's question opens round 2 of a model
+    consultancy, and their 'Answer: A' is the verdict."""
+    path = tmp_path / "turns.sqlite"
+    replies = {"ask": "Quote the sentence about the pet, please?", "verdict": "I think so. Answer: A"}
+    seen: list[str] = []
+
+    def person():
+        with TurnStore(path) as store:
+            while not done.is_set():
+                for ask in store.pending():
+                    prompt = ask.call.messages[-1]["content"]
+                    seen.append(prompt)
+                    store.answer(ask.key, replies["ask"] if "Ask the consultant" in prompt else replies["verdict"], 1.0)
+                time.sleep(0.02)
+
+    done = threading.Event()
+    thread = threading.Thread(target=person, daemon=True)
+    thread.start()
+    eng = engine(tmp_path)
+    eng.roles["judge"] = "human"
+    protocol = build_protocol({"name": "consultancy", "rounds": 2, "interactive": True, "argument": {"format": "free"}})
+    judge = build_judge({"name": "generative", "both_orders": False})
+
+    async def episode(q, ctx):
+        transcripts = await protocol.run(q, ctx)
+        return transcripts, [await judge.judge(q, t, ctx) for t in transcripts]
+
+    outcomes = eng.run(hidden_passage(n=1, seed=3), episode)
+    done.set()
+    transcripts, judgments = outcomes[0].value
+    for t, j in zip(transcripts, judgments):
+        (asked,) = [turn for turn in t.turns if turn.side is None]
+        assert asked.text == replies["ask"] and asked.role == "judge"
+        assert outcomes[0].graph.g.nodes[asked.node]["model"] == "human"
+        # the consultant's second turn was asked the person's question
+        (second,) = [turn for turn in t.turns if turn.side is not None and turn.round == 1]
+        assert replies["ask"] in outcomes[0].graph.g.nodes[second.node]["call"]["messages"][-1]["content"]
+        assert j.chosen == j.orders[0].order[0] and not j.orders[0].parse_failed  # 'A' as the person saw it
+    verdicts = [p for p in seen if "Answer: X" in p]
+    assert len(verdicts) == 2 and all(f"Judge: {replies['ask']}" in p for p in verdicts)
