@@ -1,7 +1,7 @@
 """A person in any role, live: the `human` model, whose generate calls a person answers.
 
 A role becomes human by binding it, not by a protocol: `roles.<role>=human` with a model `human`
-served by this backend (conf/experiment/live_debate.yaml):
+served by this backend (conf/live/debate.yaml):
 
     models:
       human: {name: alice, store: runs/live/turns.sqlite, backend: {_target_: judges.live.HumanBackend}}

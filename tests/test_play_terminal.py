@@ -1,4 +1,4 @@
-"""A person debates a model live, in a real terminal: the job (`oversight +experiment=live_debate`
+"""A person debates a model live, in a real terminal: the job (`oversight +live=debate`
 on the tiny model, the model judging and asking between rounds) runs as its own process, the person
 types into `oversight-play` on a pseudo-terminal (the pty approach of test_judge_terminal.py). Both
 are killed with SIGKILL mid-session and restarted; the session resumes at the waiting turn, and
@@ -40,7 +40,7 @@ class Play(Terminal):
 
 
 def start_job(tmp_path: Path, model: dict) -> subprocess.Popen:
-    args = ["+experiment=live_debate", "task.n=2", f"models.human.store={tmp_path / 'turns.sqlite'}",
+    args = ["+live=debate", "task.n=2", f"models.human.store={tmp_path / 'turns.sqlite'}",
             "models.human.poll_seconds=0.05", f"hydra.run.dir={tmp_path / 'run'}", f"model.path={model['path']}",
             "model.package=null", "model.gguf_file=null", f"model.name={model['name']}", "progress=false",
             "protocol.judge_questions.words=8"]
@@ -93,6 +93,7 @@ def answer_next(ui: Play, path: Path, k: int, job: subprocess.Popen) -> str:
 def test_a_person_debates_the_model_live_kill_9_resume_and_the_record_shows_their_turns(tmp_path, tiny_model_cfg):
     store = tmp_path / "turns.sqlite"
     job = start_job(tmp_path, tiny_model_cfg)
+    ui = None
     try:
         # both questions run at once: each waits at the person's first turn
         until(lambda: len(store_state(store)[0]) == 2 if store.exists() else False, job=job)
@@ -114,6 +115,8 @@ def test_a_person_debates_the_model_live_kill_9_resume_and_the_record_shows_thei
         assert job.wait(300) == 0, (tmp_path / "run" / "cli.log").read_text()[-2000:]
         ui.kill()
     finally:
+        if ui is not None and ui.proc.poll() is None:
+            ui.kill()
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
             job.wait(30)
