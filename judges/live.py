@@ -77,14 +77,23 @@ class TurnStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a committed answer survives a power cut
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise DataError(f"{self.path}: not a usable live-session store: {exc}") from exc
+        for attempt in range(200):
+            try:
+                self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                self._db.row_factory = sqlite3.Row
+                # switching to WAL while the other process opens the file can answer "locked" at once,
+                # without SQLite's busy wait: try again shortly (the job and the UI start together)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # a committed answer survives a power cut
+                self._db.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 199:
+                    raise DataError(f"{self.path}: not a usable live-session store: {exc}") from exc
+                self._db.close()
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as exc:
+                raise DataError(f"{self.path}: not a usable live-session store: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
