@@ -107,7 +107,10 @@ def test_a_person_debates_the_model_live_kill_9_resume_and_the_record_shows_thei
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)
         pending, answered = store_state(store)
-        assert [a.answer for a in answered] == [first] and len(pending) == 1
+        # the answer survived; the other question's first turn still waits (and, if the job got that
+        # far before the kill, this question's second turn, after the judge's question)
+        assert [a.answer for a in answered] == [first] and 1 <= len(pending) <= 2
+        assert answered[0].key not in {a.key for a in pending}
         # restart: the job asks again, the answered turn is not asked again
         job = start_job(tmp_path, tiny_model_cfg)
         ui = Play(str(store))
