@@ -7,6 +7,10 @@ round: side 0, side 1, `alternate` (a fixed coin per question id, so about half 
 way) or `both` (two debates per question, one per opening order, judged and averaged like
 consultancy's two episodes), so a first- or last-mover advantage can be measured rather than
 confounded. The judge sees all turns, quotes marked verified or unverified, but not the passage.
+
+`interactive: true` (protocols/interactive.py): after every round but the last, the judge writes a
+question (one `generate` call of role `judge`), which opens the next round; both debaters' turns
+of that round see it and answer it, and the verdict reads the whole exchange. Off, nothing changes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from oversight.engine import Context
 from oversight.plugins import Protocol, TurnRequest, TurnStrategy
 from oversight.types import Question, Record, Transcript, Turn
 
+from protocols.interactive import JudgeQuestions
+
 
 class Debate(Protocol):
     name: str = "debate"
@@ -30,6 +36,9 @@ class Debate(Protocol):
     strategy: TurnStrategy
     speakers: tuple[str, str] = Field(default=("Debater", "Debater"),
                                       description="each side's name as the judge reads it")
+    interactive: bool = Field(default=False, description="the judge asks a question between rounds")
+    judge_questions: JudgeQuestions = Field(default_factory=JudgeQuestions,
+                                            description="how the judge asks (interactive only)")
 
     async def run(self, question: Question, ctx: Context) -> list[Transcript]:
         if len(question.options) != 2:
@@ -44,6 +53,8 @@ class Debate(Protocol):
     async def debate(self, question: Question, ctx: Context, first: int | None, episode: str) -> Transcript:
         turns: list[Turn] = []
         for r in range(self.rounds):
+            if self.interactive and r > 0:
+                turns.append(await self.judge_questions.ask(ctx, question, turns, r, episode, "debaters"))
             if first is None:
                 seen = tuple(turns)
                 turns += await asyncio.gather(*(self.strategy.turn(ctx, self.request(question, side, seen, r))

@@ -8,7 +8,8 @@ side argued and the draft), and a `generate` call labelled `rewrite` (the speake
 the passage, its draft and the critique). The turn is the rewrite, quotes verified against the
 passage. A draw (`TurnRequest.draw = k`) is passed to the inner strategy, so N draws are N drafts,
 each critiqued and rewritten; the critique and the rewrite decode greedily (the draft is what
-varies).
+varies). Interactive judging: the judge's latest question is shown to the critic and the rewrite
+(and to the inner strategy through the history); without one the prompts are as before.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from oversight.plugins import TurnRequest, TurnStrategy
 from oversight.quotes import extract
 from oversight.types import SamplingParams, Turn
 
+from protocols.interactive import latest_question
 from protocols.strategies.quotes import needs_passage
 
 CRITIC_SYSTEM = ("You are a demanding debate coach. Point out, briefly, how an argument could better convince "
@@ -38,6 +40,9 @@ class CritiqueRefine(TurnStrategy):
         draft = await self.inner.turn(ctx, req)
         answer = question.options[req.side]
         brief = f"Story:\n{question.context}\n\nQuestion: {question.question}"
+        asked = latest_question(req.history)
+        if asked is not None:  # interactive judging: critic and rewrite see the judge's question
+            brief += f"\n\nThe judge asks: {asked}"
         critique = await ctx.generate(
             self.critic_role,
             [{"role": "system", "content": CRITIC_SYSTEM},

@@ -13,6 +13,10 @@ weak arguer that often quotes an irrelevant sentence, N draws contain the best s
 more often as N grows, and the same draw is the same quote in every protocol and run. `tau` sets
 how much a single draw already follows the speaker's own reading (small: nearly the best; large:
 nearly uniform). `draw = None` is unchanged: the best-supported sentences.
+
+Interactive judging: when the judge has asked a question (protocols/interactive.py), each sentence
+is read with the judge's question beside it, so the quote chosen is the one that best answers the
+judge for the side; without one the reading calls are exactly as before.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from oversight.metrics import logsumexp
 from oversight.plugins import TurnRequest, TurnStrategy
 from oversight.quotes import extract, sentences
 from oversight.types import Question, Turn
+
+from protocols.interactive import latest_question
 
 
 class Quotes(TurnStrategy):
@@ -72,8 +78,9 @@ class Quotes(TurnStrategy):
         `attrs` go on the reading nodes (`side` when one speaker reads for itself alone)."""
         question = req.question
         options = [" " + o for o in question.options]
+        asked = latest_question(req.history)
         return await asyncio.gather(*(
-            ctx.loglikelihood(req.role, evidence_prompt(question, s), options, prefix=question.prefix,
+            ctx.loglikelihood(req.role, evidence_prompt(question, s, asked), options, prefix=question.prefix,
                               deps=req.deps, label=f"{req.role}-read", round=req.round, **attrs)
             for s in candidates
         ))
@@ -105,10 +112,12 @@ class Quotes(TurnStrategy):
 _READINGS: "weakref.WeakKeyDictionary[Context, dict]" = weakref.WeakKeyDictionary()
 
 
-def evidence_prompt(question: Question, sentence: str) -> list[dict[str, str]]:
+def evidence_prompt(question: Question, sentence: str, asked: str | None = None) -> list[dict[str, str]]:
+    """The reading prompt; `asked`: the judge's question (interactive judging), shown beside it."""
+    judge = f"The judge asks: {asked}\n\n" if asked is not None else ""
     return [
         {"role": "system", "content": "Answer from the evidence."},
-        {"role": "user", "content": f'Evidence: "{sentence}"\n\nQuestion: {question.question}'},
+        {"role": "user", "content": f'Evidence: "{sentence}"\n\n{judge}Question: {question.question}'},
     ]
 
 

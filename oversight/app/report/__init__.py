@@ -220,7 +220,9 @@ def question_page(record: Record, context: str | None, context_note: str | None,
 def _turn(turn: Turn, options: list[str]) -> dict[str, Any]:
     return {"label": turn.label, "role": turn.role, "side": turn.side,
             "side_text": options[turn.side] if turn.side is not None and 0 <= turn.side < len(options) else None,
-            "round": turn.round, "node": turn.node, "segments": quote_segments(turn)}
+            "round": turn.round, "node": turn.node, "segments": quote_segments(turn),
+            # interactive judging (protocol.interactive): the judge's question opening a round
+            "judge_question": turn.side is None and turn.role == "judge"}
 
 
 def quote_segments(turn: Turn) -> list[dict[str, Any]]:

@@ -224,6 +224,7 @@ function turnBlock(turn) {
   const who = el("div", { class: "speaker" },
     el("strong", { class: "label", text: turn.label }),
     turn.side_text !== null ? el("span", { text: " for \u201c" + turn.side_text + "\u201d" }) : null,
+    turn.judge_question ? el("span", { class: "badge ask", text: "judge\u2019s question" }) : null,
     el("span", { class: "muted", text: " · round " + turn.round + (turn.node ? " · node " + turn.node : "") }));
   const body = el("p", { class: "turn-text" }, turn.segments.map((s) => {
     if (!s.quote) return el("span", { text: s.text });
@@ -232,13 +233,15 @@ function turnBlock(turn) {
       el("span", { class: "quote-text", text: s.text }),
       el("span", { class: "badge " + (state === "verified" ? "ok" : "bad"), text: state === "verified" ? "\u2713 verified" : "\u2717 " + state }));
   }));
-  return el("div", { class: "turn side-" + (turn.side === null ? "none" : turn.side) }, who, body);
+  return el("div", { class: "turn side-" + (turn.side === null ? "none" : turn.side) + (turn.judge_question ? " judge-question" : "") }, who, body);
 }
 
 function transcriptBlock(q, t) {
   const head = ["episode " + t.episode];
   if (t.assigned_side !== null) head.push("argues for \u201c" + q.options[t.assigned_side] + "\u201d");
   if (t.sequential) head.push("sequential");
+  const asked = t.turns.filter((turn) => turn.judge_question).length;
+  if (asked) head.push("interactive: the judge asked " + asked + (asked === 1 ? " question" : " questions"));
   const info = Object.keys(t.info || {}).length ? el("details", { class: "info" }, el("summary", { text: "protocol facts (not shown to the judge)" }),
     el("pre", { text: JSON.stringify(t.info, null, 1) })) : null;
   return el("section", { class: "transcript" }, el("h3", { text: head.join(" · ") }),
