@@ -40,7 +40,8 @@ def run_provenance(backends: Mapping[str, Any] = (), models: Iterable[Mapping[st
         "revision": git_revision(),
         "libraries": library_versions(model_packages(models)),
         "backends": {key: {"identity": b.identity, "weights": b.weights or None, "class": type(b).__qualname__,
-                           "engine": b.capabilities.engine, "device": b.capabilities.device}
+                           "engine": b.capabilities.engine, "device": b.capabilities.device,
+                           "dtype": b.capabilities.dtype}
                      for key, b in dict(backends).items()},
         "machine": machine(),
         "started": _iso(started),

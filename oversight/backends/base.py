@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oversight.errors import ConfigError
 from oversight.types import Call, CallResult
 
 #: every context-length failure starts with this, so servers can answer it as a client error
@@ -55,6 +56,8 @@ class Capabilities(BaseModel):
                                                        "(LoRA by trl/peft) and serve back as an adapter")
     exact_logprobs: bool = Field(default=True, description="scores are log-probabilities over the whole "
                                                            "vocabulary (False: approximated from a top-N list)")
+    dtype: str | None = Field(default=None, description="the weights' compute dtype as resolved (model.dtype=auto "
+                                                        "picks it per machine: oversight.backends.base.resolve_dtype)")
 
 
 class BackendSettings(BaseModel):
@@ -198,3 +201,38 @@ def length_batches(order, lengths, max_rows: int, max_tokens: int, extra=lambda 
             batch = candidate
     if batch:
         yield batch
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def native_bf16_cpu(flags: str | None = None) -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (x86: AVX-512 BF16 or AMX; Arm: the BF16
+    extension), read from /proc/cpuinfo's flags (`flags` to test other machines). Without it torch
+    emulates bf16 matmul and fp32 is faster, so `auto` keeps fp32 there."""
+    if flags is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+        except OSError:
+            return False
+    words = set(flags.replace(":", " ").split())
+    return bool(words & {"avx512_bf16", "amx_bf16"}) or ("bf16" in words and "asimd" in words)
+
+
+def resolve_dtype(requested: str | None, device: str) -> str:
+    """model.dtype as the backend will compute in: an explicit dtype as given; `auto` (the default)
+    bfloat16 where the hardware computes it natively (CUDA with bf16 support; a CPU with native bf16
+    matmul), float32 elsewhere. Results differ slightly between the two (docs/results.md measures by how
+    much), so the resolved dtype is part of the backend's identity (the call cache) and its provenance;
+    `model.dtype=float32` gives fp32 anywhere."""
+    name = str(requested or "auto")
+    if name not in DTYPES:
+        raise ConfigError(f"model.dtype: {name!r} is not one of {', '.join(DTYPES)}")
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
-from oversight.backends.base import Backend, BackendSettings, Capabilities, length_batches, render_chat
+from oversight.backends.base import Backend, BackendSettings, Capabilities, length_batches, render_chat, resolve_dtype
 from oversight.backends.scoring import left_pad, target_logprobs
 from oversight.errors import ConfigError
 from oversight.models import WeightsSource, adapter_dir, adapter_fingerprint, local_weights, weights_fingerprint
@@ -75,7 +75,7 @@ class HFBackend(Backend):
             raise ConfigError("model.path (or model.package + model.gguf_file) must be set for backend=hf")
         self.path = local_weights(source)
         self.device = settings.device
-        dtype = str(model_cfg.get("dtype") or "float32")
+        self.dtype = dtype = resolve_dtype(model_cfg.get("dtype"), self.device)
         adapter = model_cfg.get("adapter")  # a LoRA adapter trained on these weights (oversight.train.dpo)
         adapter_id = adapter_fingerprint(adapter) if adapter else ""
         self.model, self.tokenizer = load_model(self.path, dtype, self.device, adapter and adapter_dir(adapter),
@@ -109,7 +109,7 @@ class HFBackend(Backend):
         return Capabilities(
             engine="transformers", device=self.device, dispatch="batch", batch_size=self.batch_size,
             max_batch_tokens=self.max_batch_tokens, max_context=self.max_context, tokenizer=True,
-            torch_model=True, trainable=True,
+            torch_model=True, trainable=True, dtype=self.dtype,
         )
 
     # ---- prompts ------------------------------------------------------------------------------

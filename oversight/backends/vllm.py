@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from oversight.backends.base import Backend, BackendSettings, Capabilities, render_chat
+from oversight.backends.base import Backend, BackendSettings, Capabilities, render_chat, resolve_dtype
 from oversight.errors import ConfigError
 from oversight.models import WeightsSource, local_weights, weights_fingerprint
 from oversight.types import Call, CallResult
@@ -78,7 +78,7 @@ class VLLMSettings(BackendSettings):
     enforce_eager: bool | None = Field(default=None, description="default: True on CPU, vLLM's default on GPU")
     max_model_len: int | None = Field(default=None, ge=16)
     enable_prefix_caching: bool = True
-    dtype: str | None = Field(default=None, description="default: model.dtype, else auto")
+    dtype: str | None = Field(default=None, description="default: model.dtype (auto: bf16 where the hardware has it)")
     quantization: str | None = None
     gguf: Literal["converted", "direct"] = "converted"
     seed: int = 0
@@ -104,7 +104,8 @@ class VLLMBackend(Backend):
         else:
             model = tokenizer = directory
         tokenizer = str(model_cfg.get("tokenizer") or tokenizer)
-        dtype = str(settings.dtype or model_cfg.get("dtype") or "auto")
+        # resolved here as for hf (bf16 only where the hardware has it), not by vLLM's own `auto`
+        self.dtype = dtype = resolve_dtype(settings.dtype or model_cfg.get("dtype"), self.device)
         wanted: dict[str, Any] = {
             "model": model, "tokenizer": tokenizer, "dtype": dtype,
             "tensor_parallel_size": settings.tensor_parallel_size,
@@ -153,7 +154,7 @@ class VLLMBackend(Backend):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             engine=f"vllm {self.version}", device=self.device, dispatch="batch", batch_size=self.batch_size,
-            max_context=self.max_context, tokenizer=True,
+            max_context=self.max_context, tokenizer=True, dtype=self.dtype,
         )
 
     # ---- prompts ------------------------------------------------------------------------------
