@@ -236,3 +236,23 @@ def test_engine_records_the_too_long_call_in_its_question(short_model_cfg):
     (node,) = [d for _, d in failed.graph.nodes("call")]
     assert node["output"]["logprobs"] is None
     assert "above the limit of 64" in node["output"]["error"] and failed.graph.question_id == "long-q"
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_rows_ending_at_different_steps_change_no_other_row(tiny_model_cfg, temperature):
+    """Rows that end early stay in the batch unread, then get dropped once half have ended: no row may notice."""
+    backend = HFBackend(tiny_model_cfg, {"name": "hf", "batch_size": 8})
+    prompts = [backend._encode(f"story {k} " * (1 + k % 3)) for k in range(8)]
+    params = [SamplingParams(max_new_tokens=12, temperature=temperature, seed=k) for k in range(8)]
+    free = [backend._decode([p], [q])[0] for p, q in zip(prompts, params)]
+    # the token rows 0, 2, 4, 6 emit at steps 0, 2, 4, 6 now ends a row (the tiny random model repeats one
+    # token when greedy, so there rows end at step 0 or run to the limit; sampled, they end all over)
+    backend.eos_ids = {free[k][k] for k in range(0, 8, 2)}
+    expected = []
+    for row in free:
+        ends = [j for j, t in enumerate(row) if t in backend.eos_ids]
+        expected.append(row[: ends[0]] if ends else row)
+    assert len({len(e) for e in expected}) >= 2  # the rows really do end at different steps
+    assert sum(len(e) < 12 for e in expected) >= 4  # enough of them for the cache to be compacted
+    assert backend._decode(prompts, params) == expected
+    assert [backend._decode([p], [q])[0] for p, q in zip(prompts, params)] == expected
