@@ -23,9 +23,11 @@ Rules chosen here (the paper is a complexity-theoretic protocol; these choices a
   around the one flawed part), for both provers, so the shape of a split never tells who lies;
 - the parts must add up to the claim: the protocol enforces it (a split is an exact partition of
   the terms with values summing to the parent's value), so the judge only checks a leaf;
-- estimates (`mode: estimate`, the one mode implemented) are the estimator model's likelihood of
-  the claimed value against its strongest rival (value +-1, +-10) as the continuation of the
-  sub-sum's cloze ("27 + 45 ="), softmaxed over the two: 0.5 means it cannot tell;
+- estimates (`mode: estimate`, the one mode implemented) come from the estimator model's
+  likelihood of the claimed value as the continuation of the sub-sum's cloze ("27 + 45 =")
+  against each of its rivals (value +-1, +-10): the mean over rivals of the pairwise softmax, so
+  0.5 means it cannot tell; the judge's leaf check is the same measure under its own prompt, and
+  the leaf holds when it is at least 0.5;
 - the protocol's verdict on an option's claim: its credence is the leaf check's probability,
   times the estimator's lowest top-level estimate unless that doubt was exposed along the path;
   the option with the higher credence is announced ("Verdict: 27 + ... = 385.") after both games,
@@ -214,7 +216,9 @@ async def claimed_vs_rival(ctx: Context, role: str, system: str, claim: SubClaim
         role, [{"role": "system", "content": system}, {"role": "user", "content": f"What is {claim.expression}?"}],
         [f" {c}" for c in candidates], prefix=f"{claim.expression} =", deps=deps, label=label,
         claim=claim.text, holds=claim.true, **attrs)
-    p = softmax([out.logprobs[0], max(out.logprobs[1:])])[0]
+    # the claimed value's mean win probability against each rival: 0.5 when the model cannot tell
+    # (against the strongest of four rivals instead, noise alone puts a true claim below 0.5)
+    p = sum(softmax([out.logprobs[0], r])[0] for r in out.logprobs[1:]) / len(out.logprobs[1:])
     ctx.graph.set(out.node, p_claim=p)
     return p, out.node
 

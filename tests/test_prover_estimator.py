@@ -20,8 +20,9 @@ from oversight.types import Call, Record
 from protocols.prover_estimator import ProverEstimator
 from tests.helpers import build_judge, build_protocol
 
-P_SURE = round(1 / (1 + math.exp(-5)), 4)  # the oracle's estimate of a true claim (its value beats the rival
-#                                           by 5 nats), as the transcript info records it
+SURE = 1 / (1 + math.exp(-5))  # the oracle prefers the true value to any other by 5 nats
+P_TRUE = round(SURE, 4)  # its estimate of a true claim (beats all four rivals), as info records it
+P_FALSE = round((1 - SURE + 3 * 0.5) / 4, 4)  # a false claim loses to the true value, ties the other three
 
 
 def oracle(call: Call) -> list[float]:
@@ -109,8 +110,11 @@ def test_metrics_on_an_oracle_script():
     protocol, outcomes = play({"dishonest": "bluff"}, oracle)
     m = protocol.extra_metrics(records(outcomes))
     assert m["estimates"] == 6 * 2 * 2 * 2  # questions x games x levels x parts
-    assert m["estimator_brier"] == pytest.approx((1 - P_SURE) ** 2)
-    assert m["estimator_ece"] == pytest.approx(1 - P_SURE)  # true at ~0.993, false at ~0.007
+    parts = [p for g in games(outcomes) for lv in g["levels"] for p in lv["parts"]]
+    share_true = sum(p["true"] for p in parts) / len(parts)
+    assert {p["estimate"] for p in parts} == {P_TRUE, P_FALSE}
+    assert m["estimator_brier"] == pytest.approx(share_true * (1 - P_TRUE) ** 2 + (1 - share_true) * P_FALSE ** 2)
+    assert m["estimator_ece"] == pytest.approx(share_true * (1 - P_TRUE) + (1 - share_true) * P_FALSE)
     assert m["press_correct_rate"] == 1.0 and m["lowest_estimate_is_wrong_rate"] == 1.0
     assert m["leaf_check_accuracy"] == 1.0 and m["verdict_accuracy"] == 1.0
     assert m["true_claim_stands_rate"] == 1.0 and m["false_claim_stands_rate"] == 0.0
