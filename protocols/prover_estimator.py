@@ -28,8 +28,14 @@ Rules chosen here (the paper is a complexity-theoretic protocol; these choices a
   against each of its rivals (value +-1, +-10): the mean over rivals of the pairwise softmax, so
   0.5 means it cannot tell; the judge's leaf check is the same measure under its own prompt, and
   the leaf holds when it is at least 0.5;
-- the protocol's verdict on an option's claim: its credence is the leaf check's probability,
-  times the estimator's lowest top-level estimate unless that doubt was exposed along the path;
+- the protocol's verdict on an option's claim (consistency along the path): the pressed part's
+  estimate at each level is overruled by what the recursion finds below it, down to the leaf
+  check; the parts the prover did not press keep the estimator's estimates. The claim stands when
+  the leaf holds and no unpressed part on the path is estimated below 0.5; its credence is the
+  leaf check's probability times the lowest unpressed estimate. (A first version let any exposed
+  estimate cancel all the estimator's doubts; an evading prover then won whenever the estimator
+  underrated the correct part it pressed: docs/prover_estimator.md has both measurements.)
+  Exposure is scored (`exposure_rate`), not used in the verdict;
   the option with the higher credence is announced ("Verdict: 27 + ... = 385.") after both games,
   and the configured judge reads both games and the verdict, as it reads any protocol.
 
@@ -96,7 +102,7 @@ class ProverEstimator(Protocol):
         levels: list[dict[str, Any]] = []
         deps: list[str] = []
         previous: float | None = None  # the estimator's estimate of the claim now pressed
-        doubt: float | None = None  # the estimator's lowest top-level estimate: its doubt of the claim
+        doubt: float | None = None  # the lowest estimate of a part the prover left unpressed, at any level
         exposed = False
         depth = 0
         while depth < self.max_depth and len(claim.terms) > self.leaf_units:
@@ -114,9 +120,10 @@ class ProverEstimator(Protocol):
             if previous is not None:
                 gap = product(estimates) - previous
                 exposed = exposed or gap > self.tolerance
-            if doubt is None:
-                doubt = min(estimates)
             pick = self.press(parts, estimates, claim)
+            unpressed = [e for i, e in enumerate(estimates) if i != pick]
+            if unpressed:
+                doubt = min(unpressed + ([doubt] if doubt is not None else []))
             press = ctx.step("press", parts[pick].text, deps=[est_node], depth=depth, side=side, pressed=pick,
                              pressed_true=parts[pick].true, estimate=estimates[pick])
             turns.append(Turn(role="prover", label="Prover", side=side, round=depth, node=press,
@@ -133,12 +140,12 @@ class ProverEstimator(Protocol):
         ok = p_leaf >= 0.5
         if previous is not None:
             exposed = exposed or p_leaf - previous > self.tolerance
-        credence = p_leaf * (1.0 if exposed or doubt is None else doubt)
+        credence = p_leaf * (1.0 if doubt is None else doubt)
         turns.append(Turn(role="judge", label="Leaf check", round=depth, node=check_node,
                           text=f"{claim.text} {'holds' if ok else 'fails'} (p = {p_leaf:.2f})."))
-        stands = ok and (exposed or doubt is None or doubt >= 0.5)
-        reason = "the leaf fails" if not ok else "the estimator's doubt was exposed" if exposed else \
-            "the estimator's doubt stands" if not stands else "no doubt to answer"
+        stands = ok and (doubt is None or doubt >= 0.5)
+        reason = "the leaf fails" if not ok else "an unpressed part is doubted" if not stands else \
+            "the leaf holds and no unpressed part is doubted"
         text = f"The claim {value} {'stands' if stands else 'falls'}: {reason}."
         node = ctx.step("result", text, deps=[check_node], side=side, credence=credence, exposed=exposed)
         turns.append(Turn(role="referee", label="Referee", side=side, round=depth, text=text, node=node))
