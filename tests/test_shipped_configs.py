@@ -17,7 +17,7 @@ from oversight.records import read_records
 
 SCRIPTED = {"_target_": "oversight.backends.scripted.ScriptedBackend"}
 #: protocols that need a kind of question the default task (hidden_passage) does not have
-TASK_FOR = {"decomposition": "multihop", "rrm": "arithmetic_answers"}
+TASK_FOR = {"decomposition": "multihop", "rrm": "arithmetic_answers", "prover_estimator": "arithmetic"}
 #: tasks that read a local dataset file (task.path): compose and validate only
 FILE_TASKS = {"boolq", "gpqa", "jsonl", "mmlu", "quality"}
 TRAINING_PRESETS = {"rrm_train", "debate_train"}
@@ -25,6 +25,10 @@ TRAINING_PRESETS = {"rrm_train", "debate_train"}
 
 def names(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+#: the prover-estimator variants (conf/protocol/prover_estimator_d<depth>_o<obfuscate>.yaml) play on sums too
+TASK_FOR.update({p: "arithmetic" for p in names("protocol") if p.startswith("prover_estimator_")})
 
 
 def run_two(tmp_path, overrides: list[str]) -> tuple[dict, list]:
