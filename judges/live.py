@@ -191,10 +191,13 @@ class HumanBackend(Backend):
     async def run(self, calls: list[Call]) -> list[CallResult]:
         return list(await asyncio.gather(*(self.answer(c) for c in calls)))
 
-    def generate(self, calls: list[Call]) -> list[CallResult]:  # the engine uses `session` (per_call)
-        raise NotImplementedError("the human backend answers through its session (dispatch per_call)")
+    def run_sync(self, calls: list[Call]) -> list[CallResult]:
+        """Blocking: ask every call, return when a person has answered them all (outside an event
+        loop: a script, `Backend.run_sync`; the engine uses `session`, per_call). Calls of other
+        kinds come back as the same error result `answer` gives."""
+        return asyncio.run(self.run(calls))
 
-    next_token = loglikelihood = generate
+    generate = next_token = loglikelihood = run_sync
 
     def close(self) -> None:
         self.store.close()

@@ -112,6 +112,29 @@ def test_a_person_answers_generate_calls_only_and_the_error_says_what_to_do(tmp_
     assert "a person answers generate calls only, not loglikelihood" in outcomes[0].error
 
 
+def test_a_script_asks_a_person_and_blocks_until_answered(tmp_path):
+    """The blocking path (Backend.run_sync, outside any engine): the calls wait in the store, the
+    person answers them, the texts come back in order; a scoring call gets the error result."""
+    from oversight.types import Call
+
+    human = HumanBackend({"name": "alice", "store": str(tmp_path / "turns.sqlite"), "poll_seconds": 0.02}, {})
+    person = Person(tmp_path / "turns.sqlite")
+    person.start()
+    try:
+        story = "Story:\nAlice lives in Paris. Bob lives in Rome.\n\nWhere does Alice live?"
+        calls = [Call(kind="generate", messages=[{"role": "user", "content": story + tag}]) for tag in ("", " (again)")]
+        calls.append(Call(kind="loglikelihood", messages=[{"role": "user", "content": story}], candidates=(" Paris",)))
+        results = human.run_sync(calls)
+        assert [r.text.split("</quote>")[0] for r in results[:2]] == ["<quote>Alice lives in Paris."] * 2
+        assert results[2].error and "generate calls only, not loglikelihood" in results[2].error
+        assert human.generate(calls[:1])[0].text == results[0].text  # answered once, found again
+        with TurnStore(tmp_path / "turns.sqlite") as store:
+            assert len(store.answered()) == 2 and not store.pending()
+    finally:
+        person.halt.set()
+        human.close()
+
+
 def test_the_human_model_names_a_missing_store():
     with pytest.raises(ConfigError, match="store"):
         HumanBackend({"name": "alice"}, {})
