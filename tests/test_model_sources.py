@@ -46,6 +46,9 @@ def test_a_chunked_package_is_joined_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("OVERSIGHT_CACHE", str(tmp_path / "cache"))
     source = chunked_package(tmp_path / "site", "chunked_model")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(ConfigError, match="not found inside package 'chunked_model'"):
+        WeightsSource(path="", package="chunked_model", gguf_file=GGUF).resolve(join=False)  # a dry run joins nothing
+    assert not (tmp_path / "cache" / "assembled").exists()
     directory, name = WeightsSource(path="", package="chunked_model", gguf_file=GGUF).resolve()
     joined = tmp_path / "cache" / "assembled" / "chunked_model" / GGUF
     assert (directory, name) == (str(joined.parent), GGUF)

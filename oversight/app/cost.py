@@ -140,7 +140,7 @@ def local_tokenizer(model_cfg: dict[str, Any]):
         source = WeightsSource(path=str(model_cfg.get("path") or ""), gguf_file=model_cfg.get("gguf_file"),
                                package=model_cfg.get("package"))
         if source.package or source.gguf_file:
-            candidates.append(converted_dir(source))
+            candidates.append(converted_dir(source, join=False))
             candidates += same_gguf_converted(source)
         elif source.path and Path(source.path).is_dir():
             candidates.append(Path(source.path))
@@ -162,7 +162,7 @@ def same_gguf_converted(source) -> list[Path]:
     converts to another directory, whose tokenizer is the same)."""
     from oversight.models import cache_root
 
-    directory, gguf_name = source.resolve()
+    directory, gguf_name = source.resolve(join=False)
     gguf = Path(directory) / gguf_name
     found, digest = [], None
     for meta in sorted((cache_root() / "models").glob("*/source.json")):
